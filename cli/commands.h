@@ -1,0 +1,22 @@
+#pragma once
+// Each subcommand lives in its own file: an options struct, a run function, and a setup function
+// that registers its flags and its runner. main.cpp lists the setups and, after the whole command
+// line has parsed and validated, runs the runner of the command that was chosen.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <vector>
+
+namespace gsoft::cli {
+
+struct Runner {
+  CLI::App* command;
+  std::function<void()> run;
+};
+using Runners = std::vector<Runner>;
+
+void setup_info(CLI::App& app, Runners& runners);
+void setup_demo(CLI::App& app, Runners& runners);
+void setup_bench(CLI::App& app, Runners& runners);
+
+}  // namespace gsoft::cli

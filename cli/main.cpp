@@ -1,0 +1,71 @@
+// gsoft command-line tool: a thin layer over the library. Errors in the library arrive as
+// exceptions; here they become a message and a non-zero exit status (2 for usage errors).
+#include <CLI/CLI.hpp>
+
+#include <exception>
+#include <iostream>
+
+#include "commands.h"
+#include "gsoft/core/runtime.h"
+#include "gsoft/version.h"
+
+namespace {
+
+using Setup = void (*)(CLI::App&, gsoft::cli::Runners&);
+const Setup kCommands[] = {gsoft::cli::setup_info, gsoft::cli::setup_demo, gsoft::cli::setup_bench};
+
+int usage_error(const CLI::App& app, const std::string& msg) {
+  std::cerr << "error: " << msg << "\n\n" << app.help();
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "gsoft: orthogonal fine-tuning with Group-and-Shuffle matrices (GSOFT, arXiv 2406.10019).\n"
+      "Global options go before the command; run 'gsoft <command> --help' for its options.",
+      "gsoft"};
+  app.set_version_flag("--version", std::string("gsoft ") + GSOFT_VERSION);
+  int threads = 0;
+  app.add_option("--threads", threads, "Intra-op threads (default: all cores)")
+      ->check(CLI::PositiveNumber);
+  gsoft::cli::Runners runners;
+  for (auto setup : kCommands) setup(app, runners);
+  // Unknown words are collected and reported below with the list of commands.
+  app.allow_extras();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return usage_error(app, e.what());
+  }
+
+  std::string names;
+  for (const auto* sub : app.get_subcommands({})) names += (names.empty() ? "" : ", ") + sub->get_name();
+  const auto extras = app.remaining();
+  if (!extras.empty()) {
+    const auto& w = extras.front();
+    if (!w.empty() && w[0] == '-') return usage_error(app, "unknown option '" + w + "'");
+    return usage_error(app, "unknown command '" + w + "'; expected one of: " + names);
+  }
+  const gsoft::cli::Runner* chosen = nullptr;
+  for (const auto& r : runners)
+    if (r.command->parsed()) chosen = &r;
+  if (!chosen) return usage_error(app, "no command given; expected one of: " + names);
+
+  try {
+    if (threads > 0) gsoft::set_num_threads(threads);
+    chosen->run();
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,40 @@
+#pragma once
+// Differentiable operations on GS chains. Shapes: x is (..., in_features); blocks[i] is
+// (nblocks_i, block_rows_i, block_cols_i), one tensor per factor of the chain.
+#include <torch/types.h>
+
+#include <vector>
+
+#include "gsoft/gs/chain.h"
+
+namespace gsoft::functional {
+
+// y = A x for every row x of the batch (y = x @ A^T), through the fused CPU kernel with a
+// hand-written backward (gradients for x and every block). float32 and float64; CPU tensors.
+// Tensors on other devices fall back to gs_apply_unfused.
+torch::Tensor gs_apply(const GSChain& chain, const torch::Tensor& x,
+                       const std::vector<torch::Tensor>& blocks);
+
+// y = A^T x for every row (y = x @ A).
+torch::Tensor gs_apply_transpose(const GSChain& chain, const torch::Tensor& x,
+                                 const std::vector<torch::Tensor>& blocks);
+
+// The same product composed from libtorch ops (index_select + batched matmul), differentiable
+// by autograd, any device and dtype. The readable definition the kernel is tested against.
+torch::Tensor gs_apply_unfused(const GSChain& chain, const torch::Tensor& x,
+                               const std::vector<torch::Tensor>& blocks);
+
+// The dense (out_features x in_features) matrix A; differentiable.
+torch::Tensor gs_dense(const GSChain& chain, const std::vector<torch::Tensor>& blocks);
+
+// The authors' BlockdiagButterflyMultiply(x, w1, w2) written with libtorch ops: bmm, transposes
+// and contiguous copies, exactly as in their PyTorch code (METHOD.md §6.2). x: (..., k*p),
+// w1: (k, q, p), w2: (l, s, r) with k*q == l*r. Autograd supplies the backward. Used as the
+// benchmark baseline and as an independent check of the official layout.
+torch::Tensor reference_butterfly_multiply(const torch::Tensor& x, const torch::Tensor& w1,
+                                           const torch::Tensor& w2);
+
+// Block-diagonal matrix from (nblocks, rows, cols) blocks; differentiable.
+torch::Tensor block_diag(const torch::Tensor& blocks);
+
+}  // namespace gsoft::functional

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs everything gsoft needs from Debian packages and makes OpenBLAS the BLAS that libtorch
+# loads. Idempotent: a second run checks and changes nothing.
+set -euo pipefail
+
+PACKAGES=(
+  cmake g++ make
+  libtorch-dev          # tensors, autograd, optimisers (1.13 on Debian 12)
+  libopenblas-dev       # fast BLAS; the reference BLAS is ~10x slower
+  libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# libtorch links libblas.so.3 / liblapack.so.3; the alternatives system decides what they are.
+arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
+for lib in blas lapack; do
+  name="lib${lib}.so.3-${arch}"
+  want="/usr/lib/${arch}/openblas-pthread/lib${lib}.so.3"
+  current=$(update-alternatives --query "$name" 2>/dev/null | sed -n 's/^Value: //p')
+  if [ "$current" != "$want" ]; then
+    echo "setup: selecting OpenBLAS for lib${lib}.so.3"
+    $SUDO update-alternatives --set "$name" "$want"
+  fi
+done
+echo "setup: ok"

@@ -1,0 +1,139 @@
+#include "gsoft/gs/chain.h"
+
+#include <torch/torch.h>
+
+#include <sstream>
+
+#include "gsoft/core/error.h"
+
+namespace gsoft {
+
+std::string to_string(Layout layout) {
+  return layout == Layout::Official ? "official" : "paper";
+}
+
+Layout layout_from_string(const std::string& s) {
+  if (s == "official") return Layout::Official;
+  if (s == "paper") return Layout::Paper;
+  throw std::invalid_argument("unknown GS layout '" + s + "'; expected one of: official, paper");
+}
+
+GSChain::GSChain(std::vector<Permutation> perms, std::vector<BlockDiagShape> factors)
+    : perms_(std::move(perms)), factors_(std::move(factors)) {
+  GSOFT_CHECK(!factors_.empty(), "a GS chain needs at least one block-diagonal factor");
+  GSOFT_CHECK(perms_.size() == factors_.size() + 1, "a GS chain with ", factors_.size(),
+              " factors needs ", factors_.size() + 1, " permutations, got ", perms_.size());
+  for (size_t i = 0; i < factors_.size(); ++i) {
+    const auto& f = factors_[i];
+    GSOFT_CHECK(f.nblocks >= 1 && f.block_rows >= 1 && f.block_cols >= 1, "factor ", i,
+                ": block shape must be positive, got nblocks=", f.nblocks,
+                " block_rows=", f.block_rows, " block_cols=", f.block_cols);
+    GSOFT_CHECK(perms_[i].size() == f.cols(), "factor ", i, " takes ", f.cols(),
+                " inputs (", f.nblocks, " blocks x ", f.block_cols,
+                " columns) but the permutation before it has size ", perms_[i].size());
+    GSOFT_CHECK(perms_[i + 1].size() == f.rows(), "factor ", i, " produces ", f.rows(),
+                " outputs (", f.nblocks, " blocks x ", f.block_rows,
+                " rows) but the permutation after it has size ", perms_[i + 1].size());
+  }
+}
+
+GSChain GSChain::gs(const Permutation& p_left, const BlockDiagShape& left,
+                    const Permutation& p_mid, const BlockDiagShape& right,
+                    const Permutation& p_right) {
+  return GSChain({p_right, p_mid, p_left}, {right, left});
+}
+
+int64_t GSChain::num_parameters() const {
+  int64_t total = 0;
+  for (const auto& f : factors_) total += f.numel();
+  return total;
+}
+
+GSChain GSChain::transposed() const {
+  std::vector<Permutation> perms;
+  std::vector<BlockDiagShape> factors;
+  for (auto it = perms_.rbegin(); it != perms_.rend(); ++it) perms.push_back(it->inverse());
+  for (auto it = factors_.rbegin(); it != factors_.rend(); ++it)
+    factors.push_back({it->nblocks, it->block_cols, it->block_rows});
+  return GSChain(std::move(perms), std::move(factors));
+}
+
+torch::Tensor GSChain::pattern() const {
+  // Boolean product of the structural patterns, carried as float 0/1 and clamped each step.
+  auto ones_block = [](const BlockDiagShape& f) {
+    std::vector<torch::Tensor> blocks(static_cast<size_t>(f.nblocks),
+                                      torch::ones({f.block_rows, f.block_cols}));
+    return torch::block_diag(blocks);
+  };
+  auto acc = perms_[0].matrix();
+  for (size_t i = 0; i < factors_.size(); ++i) {
+    acc = torch::matmul(ones_block(factors_[i]), acc).clamp_max(1);
+    acc = torch::matmul(perms_[i + 1].matrix(), acc);
+  }
+  return acc.gt(0);
+}
+
+double GSChain::density() const {
+  auto p = pattern();
+  return p.sum().item<double>() / static_cast<double>(p.numel());
+}
+
+void GSChain::check_blocks(const std::vector<torch::Tensor>& blocks, const char* what) const {
+  GSOFT_CHECK(blocks.size() == factors_.size(), what, ": expected ", factors_.size(),
+              " block tensors (one per factor), got ", blocks.size());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    GSOFT_CHECK(blocks[i].defined(), what, "[", i, "] is undefined");
+    const auto expect = factors_[i].tensor_shape();
+    GSOFT_CHECK(blocks[i].sizes().vec() == expect, what, "[", i, "]: expected shape ",
+                format_shape(expect), ", got ", format_shape(blocks[i].sizes()));
+  }
+}
+
+std::string GSChain::describe() const {
+  std::ostringstream os;
+  os << "GSChain(in=" << in_features() << ", out=" << out_features() << ", factors=[";
+  for (size_t i = 0; i < factors_.size(); ++i) {
+    if (i) os << ", ";
+    os << factors_[i].nblocks << "x(" << factors_[i].block_rows << "x" << factors_[i].block_cols
+       << ")";
+  }
+  os << "], params=" << num_parameters() << ")";
+  return os.str();
+}
+
+GSChain gs_orthogonal_chain(int64_t n, int64_t nblocks, Layout layout) {
+  GSOFT_CHECK(n >= 1, "GS orthogonal matrix: n must be positive, got ", n);
+  GSOFT_CHECK(nblocks >= 1 && n % nblocks == 0, "GS orthogonal matrix: n (", n,
+              ") must be divisible by the number of blocks (", nblocks, ")");
+  const int64_t b = n / nblocks;
+  const BlockDiagShape blocks{nblocks, b, b};
+  // Official: P = P_(b,n), P_L = P_(b,n)^T. Paper: P = P_(r,n), P_L = P_(r,n)^T.
+  const auto p = layout == Layout::Official ? Permutation::perfect_shuffle(b, n)
+                                            : Permutation::perfect_shuffle(nblocks, n);
+  return GSChain::gs(p.inverse(), blocks, p, blocks, Permutation::identity(n));
+}
+
+GSChain gs_shuffle_chain(int64_t n, int64_t nblocks, int64_t m) {
+  GSOFT_CHECK(m >= 1, "GS chain: number of factors must be positive, got ", m);
+  GSOFT_CHECK(nblocks >= 1 && n % nblocks == 0, "GS chain: n (", n,
+              ") must be divisible by the number of blocks (", nblocks, ")");
+  const int64_t b = n / nblocks;
+  std::vector<Permutation> perms{Permutation::identity(n)};
+  for (int64_t i = 1; i < m; ++i) perms.push_back(Permutation::perfect_shuffle(nblocks, n));
+  perms.push_back(Permutation::identity(n));
+  return GSChain(std::move(perms),
+                 std::vector<BlockDiagShape>(static_cast<size_t>(m), {nblocks, b, b}));
+}
+
+int64_t factors_for_dense(int64_t block_size, int64_t nblocks) {
+  GSOFT_CHECK(block_size >= 2, "factors_for_dense: block size must be at least 2, got ",
+              block_size);
+  GSOFT_CHECK(nblocks >= 1, "factors_for_dense: number of blocks must be positive, got ",
+              nblocks);
+  // Smallest e with b^e >= r, computed in integers.
+  int64_t e = 0;
+  for (int64_t reach = 1; reach < nblocks; reach *= block_size) ++e;
+  return 1 + e;
+}
+
+}  // namespace gsoft

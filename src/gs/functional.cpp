@@ -1,0 +1,145 @@
+#include "gsoft/gs/functional.h"
+
+#include <torch/torch.h>
+
+#include "gsoft/core/error.h"
+#include "kernels.h"
+
+namespace gsoft::functional {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+void check_inputs(const GSChain& chain, const torch::Tensor& x,
+                  const std::vector<torch::Tensor>& blocks, const char* op) {
+  GSOFT_CHECK(x.defined() && x.dim() >= 1, op, ": x must have at least one dimension");
+  GSOFT_CHECK(x.size(-1) == chain.in_features(), op, ": x has ", x.size(-1),
+              " features in its last dimension, expected ", chain.in_features(), " (shape ",
+              format_shape(x.sizes()), ")");
+  chain.check_blocks(blocks, op);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    GSOFT_CHECK(blocks[i].scalar_type() == x.scalar_type(), op, ": blocks[", i, "] has dtype ",
+                blocks[i].scalar_type(), " but x has dtype ", x.scalar_type());
+    GSOFT_CHECK(blocks[i].device() == x.device(), op, ": blocks[", i, "] is on ",
+                blocks[i].device(), " but x is on ", x.device());
+  }
+}
+
+// The chain rides through autograd in a capsule, so backward sees exactly the forward's chain.
+struct ChainHolder : torch::CustomClassHolder {
+  explicit ChainHolder(GSChain c) : chain(std::move(c)) {}
+  GSChain chain;
+};
+
+class GSApplyFunction : public torch::autograd::Function<GSApplyFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, torch::TensorList blocks,
+                               c10::intrusive_ptr<ChainHolder> holder) {
+    const auto& chain = holder->chain;
+    auto x2 = x.reshape({-1, chain.in_features()}).contiguous();
+    std::vector<torch::Tensor> bs;
+    for (const auto& b : blocks) bs.push_back(b.contiguous());
+    auto out_shape = x.sizes().vec();
+    out_shape.back() = chain.out_features();
+    auto y = torch::empty({x2.size(0), chain.out_features()}, x2.options());
+    kernels::ChainPlan plan(chain);
+    AT_DISPATCH_FLOATING_TYPES(x2.scalar_type(), "gs_apply", [&] {
+      std::vector<const scalar_t*> ptrs;
+      for (const auto& b : bs) ptrs.push_back(b.data_ptr<scalar_t>());
+      kernels::chain_forward<scalar_t>(plan, ptrs.data(), x2.data_ptr<scalar_t>(),
+                                       y.data_ptr<scalar_t>(), x2.size(0));
+    });
+    bs.insert(bs.begin(), x2);
+    ctx->save_for_backward(bs);
+    ctx->saved_data["x_shape"] = x.sizes().vec();
+    ctx->saved_data["chain"] = c10::IValue::make_capsule(holder);
+    return y.reshape(out_shape);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto holder = c10::static_intrusive_pointer_cast<ChainHolder>(ctx->saved_data["chain"].toCapsule());
+    const auto& chain = holder->chain;
+    auto saved = ctx->get_saved_variables();
+    auto x2 = saved[0];
+    std::vector<torch::Tensor> bs(saved.begin() + 1, saved.end());
+    auto gy = grad_outputs[0].reshape({-1, chain.out_features()}).contiguous();
+    const bool need_x = ctx->needs_input_grad(0);
+    torch::Tensor gx = need_x ? torch::empty_like(x2) : torch::Tensor();
+    std::vector<torch::Tensor> gbs;
+    for (const auto& b : bs) gbs.push_back(torch::empty_like(b));
+    kernels::ChainPlan plan(chain);
+    AT_DISPATCH_FLOATING_TYPES(x2.scalar_type(), "gs_apply_backward", [&] {
+      std::vector<const scalar_t*> ptrs;
+      std::vector<scalar_t*> gptrs;
+      for (const auto& b : bs) ptrs.push_back(b.data_ptr<scalar_t>());
+      for (auto& g : gbs) gptrs.push_back(g.data_ptr<scalar_t>());
+      kernels::chain_backward<scalar_t>(plan, ptrs.data(), x2.data_ptr<scalar_t>(),
+                                        gy.data_ptr<scalar_t>(),
+                                        need_x ? gx.data_ptr<scalar_t>() : nullptr, gptrs.data(),
+                                        x2.size(0));
+    });
+    variable_list out;
+    out.push_back(need_x ? gx.reshape(ctx->saved_data["x_shape"].toIntVector()) : torch::Tensor());
+    for (auto& g : gbs) out.push_back(g);
+    out.push_back(torch::Tensor());  // holder
+    return out;
+  }
+};
+
+}  // namespace
+
+torch::Tensor block_diag(const torch::Tensor& blocks) {
+  GSOFT_CHECK(blocks.dim() == 3, "block_diag: expected a (nblocks, rows, cols) tensor, got shape ",
+              format_shape(blocks.sizes()));
+  return torch::block_diag(blocks.unbind(0));
+}
+
+torch::Tensor gs_apply_unfused(const GSChain& chain, const torch::Tensor& x,
+                               const std::vector<torch::Tensor>& blocks) {
+  check_inputs(chain, x, blocks, "gs_apply_unfused");
+  auto h = x;
+  const auto& perms = chain.perms();
+  for (size_t s = 0; s < blocks.size(); ++s) {
+    const auto& f = chain.factors()[s];
+    h = perms[s].apply(h);
+    auto shape = h.sizes().vec();
+    shape.back() = f.nblocks;
+    shape.push_back(f.block_cols);
+    // (..., k, c) x (k, r, c)^T -> (..., k, r)
+    auto hb = h.reshape(shape).unsqueeze(-1);                      // (..., k, c, 1)
+    auto out = torch::matmul(blocks[s], hb).squeeze(-1);           // (..., k, r)
+    shape.pop_back();
+    shape.back() = f.rows();
+    h = out.reshape(shape);
+  }
+  return perms.back().apply(h);
+}
+
+torch::Tensor gs_apply(const GSChain& chain, const torch::Tensor& x,
+                       const std::vector<torch::Tensor>& blocks) {
+  check_inputs(chain, x, blocks, "gs_apply");
+  if (!x.device().is_cpu()) return gs_apply_unfused(chain, x, blocks);
+  GSOFT_CHECK(x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64,
+              "gs_apply: expected float32 or float64 on CPU, got ", x.scalar_type());
+  auto holder = c10::make_intrusive<ChainHolder>(chain);
+  return GSApplyFunction::apply(x, torch::TensorList(blocks), holder);
+}
+
+torch::Tensor gs_apply_transpose(const GSChain& chain, const torch::Tensor& x,
+                                 const std::vector<torch::Tensor>& blocks) {
+  chain.check_blocks(blocks, "gs_apply_transpose");
+  std::vector<torch::Tensor> tb;
+  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) tb.push_back(it->transpose(1, 2));
+  return gs_apply(chain.transposed(), x, tb);
+}
+
+torch::Tensor gs_dense(const GSChain& chain, const std::vector<torch::Tensor>& blocks) {
+  chain.check_blocks(blocks, "gs_dense");
+  GSOFT_CHECK(!blocks.empty(), "gs_dense: no blocks");
+  // Rows of A^T = A applied to the identity's rows; transpose back.
+  auto eye = torch::eye(chain.in_features(), blocks[0].options());
+  return gs_apply(chain, eye, blocks).t();
+}
+
+}  // namespace gsoft::functional

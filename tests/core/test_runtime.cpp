@@ -1,0 +1,32 @@
+#include <gtest/gtest.h>
+
+#include "gsoft/core/runtime.h"
+#include "gsoft/version.h"
+
+TEST(Runtime, ReportsVersionsThreadsAndSimd) {
+  const auto info = gsoft::runtime_info();
+  EXPECT_EQ(info.gsoft_version, GSOFT_VERSION);
+  EXPECT_FALSE(info.torch_version.empty());
+  EXPECT_GE(info.threads, 1);
+  EXPECT_GE(info.hardware_threads, 1);
+  EXPECT_NE(info.simd_cpu, "");
+}
+
+// The setup script must make libtorch load OpenBLAS, not the reference BLAS (10x slower).
+TEST(Runtime, LibtorchLoadsOpenBLAS) {
+  const auto info = gsoft::runtime_info();
+  EXPECT_NE(info.blas_library.find("openblas"), std::string::npos) << info.blas_library;
+}
+
+TEST(Runtime, SetThreadsValidatesAndApplies) {
+  const int before = gsoft::num_threads();
+  gsoft::set_num_threads(1);
+  EXPECT_EQ(gsoft::num_threads(), 1);
+  gsoft::set_num_threads(before);
+  try {
+    gsoft::set_num_threads(0);
+    FAIL() << "expected an exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("got 0"), std::string::npos) << e.what();
+  }
+}

@@ -1,0 +1,215 @@
+// The fused kernel against the unfused libtorch composition and dense materialisation, plus
+// finite-difference gradients in float64.
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "gsoft/gs/functional.h"
+#include "gsoft/gs/gs_orthogonal.h"
+#include "gsoft/ortho/block_maps.h"
+#include "support/helpers.h"
+
+using namespace gsoft;
+using gsoft::test::max_abs_diff;
+using gsoft::test::random_blocks;
+using gsoft::test::random_permutation;
+
+namespace {
+
+struct ChainCase {
+  const char* name;
+  GSChain chain;
+};
+
+std::vector<ChainCase> chain_cases() {
+  std::vector<ChainCase> cases;
+  cases.push_back({"official_12_4", gs_orthogonal_chain(12, 4, Layout::Official)});
+  cases.push_back({"paper_12_3", gs_orthogonal_chain(12, 3, Layout::Paper)});
+  cases.push_back({"official_768_96", gs_orthogonal_chain(768, 96, Layout::Official)});
+  cases.push_back({"rectangular_random_perms",
+                   GSChain::gs(random_permutation(6), {3, 2, 4}, random_permutation(12), {4, 3, 5},
+                               random_permutation(20))});
+  cases.push_back({"rectangular_wide_blocks",
+                   GSChain::gs(random_permutation(36), {2, 18, 11}, random_permutation(22), {2, 11, 9},
+                               Permutation::identity(18))});
+  cases.push_back({"four_factor_shuffle", gs_shuffle_chain(32, 8, 4)});
+  cases.push_back({"single_factor", GSChain({random_permutation(10), Permutation::identity(10)}, {{2, 5, 5}})});
+  return cases;
+}
+
+}  // namespace
+
+TEST(GSKernel, ForwardMatchesUnfusedAndDense) {
+  for (auto dt : {torch::kFloat64, torch::kFloat32}) {
+    for (const auto& c : chain_cases()) {
+      auto blocks = random_blocks(c.chain, dt, 0.5);
+      for (int64_t rows : {0, 1, 7, 16, 17, 33, 100}) {
+        auto x = torch::randn({rows, c.chain.in_features()}, dt);
+        auto y = functional::gs_apply(c.chain, x, blocks);
+        ASSERT_EQ(y.sizes(), (std::vector<int64_t>{rows, c.chain.out_features()}));
+        if (rows == 0) continue;
+        const double tol = dt == torch::kFloat64 ? 1e-12 : 1e-4;
+        EXPECT_LT(max_abs_diff(y, functional::gs_apply_unfused(c.chain, x, blocks)), tol) << c.name << " rows=" << rows;
+        auto dense = functional::gs_dense(c.chain, blocks);
+        EXPECT_LT(max_abs_diff(y, x.matmul(dense.t())), tol) << c.name << " rows=" << rows;
+      }
+    }
+  }
+}
+
+TEST(GSKernel, KeepsLeadingBatchDimensions) {
+  auto chain = gs_orthogonal_chain(24, 4, Layout::Official);
+  auto blocks = random_blocks(chain, torch::kFloat32);
+  auto x = torch::randn({2, 3, 5, 24});
+  auto y = functional::gs_apply(chain, x, blocks);
+  ASSERT_EQ(y.sizes(), x.sizes());
+  EXPECT_TRUE(torch::equal(y.reshape({-1, 24}), functional::gs_apply(chain, x.reshape({-1, 24}), blocks)));
+  // Non-contiguous input.
+  auto xt = torch::randn({24, 9}).t();
+  EXPECT_LT(max_abs_diff(functional::gs_apply(chain, xt, blocks), functional::gs_apply(chain, xt.contiguous(), blocks)), 1e-7);
+}
+
+TEST(GSKernel, TransposeApplyIsTranspose) {
+  for (const auto& c : chain_cases()) {
+    auto blocks = random_blocks(c.chain);
+    auto x = torch::randn({19, c.chain.out_features()}, torch::kFloat64);
+    auto dense = functional::gs_dense(c.chain, blocks);
+    EXPECT_LT(max_abs_diff(functional::gs_apply_transpose(c.chain, x, blocks), x.matmul(dense)), 1e-12) << c.name;
+  }
+}
+
+// Hand-written backward vs autograd through the unfused composition (float64).
+TEST(GSKernel, BackwardMatchesAutogradOfUnfused) {
+  for (const auto& c : chain_cases()) {
+    for (int64_t rows : {1, 17, 70}) {
+      auto x = torch::randn({rows, c.chain.in_features()}, torch::kFloat64).requires_grad_(true);
+      auto blocks = random_blocks(c.chain);
+      for (auto& b : blocks) b.requires_grad_(true);
+      auto gy = torch::randn({rows, c.chain.out_features()}, torch::kFloat64);
+      std::vector<torch::Tensor> inputs{x};
+      inputs.insert(inputs.end(), blocks.begin(), blocks.end());
+      auto g1 = torch::autograd::grad({functional::gs_apply(c.chain, x, blocks)}, inputs, {gy});
+      auto g2 = torch::autograd::grad({functional::gs_apply_unfused(c.chain, x, blocks)}, inputs, {gy});
+      for (size_t i = 0; i < g1.size(); ++i)
+        EXPECT_LT(max_abs_diff(g1[i], g2[i]), 1e-10) << c.name << " input " << i << " rows " << rows;
+    }
+  }
+}
+
+TEST(GSKernel, BlockGradientsWithoutInputGradient) {
+  auto chain = gs_orthogonal_chain(16, 4, Layout::Official);
+  auto x = torch::randn({9, 16}, torch::kFloat64);  // no grad
+  auto blocks = random_blocks(chain);
+  for (auto& b : blocks) b.requires_grad_(true);
+  auto g1 = torch::autograd::grad({functional::gs_apply(chain, x, blocks).sum()}, blocks);
+  auto g2 = torch::autograd::grad({functional::gs_apply_unfused(chain, x, blocks).sum()}, blocks);
+  for (size_t i = 0; i < g1.size(); ++i) EXPECT_LT(max_abs_diff(g1[i], g2[i]), 1e-12);
+}
+
+// Finite differences in float64 for every block map and both layouts, through the fused kernel.
+TEST(GSKernel, FiniteDifferenceGradientsEveryMapAndLayout) {
+  for (auto layout : {Layout::Official, Layout::Paper}) {
+    for (auto p : {Parametrization::Cayley, Parametrization::Exp, Parametrization::CayleyNeumann,
+                   Parametrization::Free}) {
+      auto chain = gs_orthogonal_chain(12, 3, layout);
+      auto x = torch::randn({5, 12}, torch::kFloat64);
+      auto w = torch::randn({5, 12}, torch::kFloat64);
+      auto A_R = 0.3 * torch::randn({3, 4, 4}, torch::kFloat64);
+      auto A_L = 0.3 * torch::randn({3, 4, 4}, torch::kFloat64);
+      gsoft::test::expect_gradients_match_fd(
+          [&](const std::vector<torch::Tensor>& in) {
+            auto blocks = std::vector<torch::Tensor>{functional::orthogonal_blocks(in[1], p, 6),
+                                                     functional::orthogonal_blocks(in[2], p, 6)};
+            return (functional::gs_apply(chain, in[0], blocks) * w).sum();
+          },
+          {x, A_R, A_L});
+      if (HasFatalFailure()) {
+        ADD_FAILURE() << "layout " << to_string(layout) << " map " << to_string(p);
+        return;
+      }
+    }
+  }
+}
+
+// |Q^T Q - I|_max < 1e-5 in float32 for n up to 4096.
+TEST(GSKernel, OrthogonalInFloat32UpTo4096) {
+  for (auto [n, b] : std::vector<std::pair<int64_t, int64_t>>{{768, 8}, {1024, 32}, {4096, 64}, {4096, 8}}) {
+    GSOrthogonal q(GSOrthogonalOptions(n).block_size(b));
+    {
+      torch::NoGradGuard g;
+      q->L.normal_(0, 0.5);
+      q->R.normal_(0, 0.5);
+    }
+    torch::NoGradGuard g;
+    auto Q = q->matrix();
+    ASSERT_EQ(Q.scalar_type(), torch::kFloat32);
+    const double err = (torch::matmul(Q.t(), Q) - torch::eye(n)).abs().max().item<double>();
+    EXPECT_LT(err, 1e-5) << "n=" << n << " b=" << b;
+  }
+}
+
+TEST(GSKernel, ResultDoesNotDependOnThreadCount) {
+  auto chain = gs_orthogonal_chain(96, 12, Layout::Official);
+  auto blocks = random_blocks(chain, torch::kFloat32);
+  for (auto& b : blocks) b.requires_grad_(true);
+  auto x = torch::randn({333, 96});
+  const int before = at::get_num_threads();
+  at::set_num_threads(1);
+  auto y1 = functional::gs_apply(chain, x, blocks);
+  auto g1 = torch::autograd::grad({y1.sum()}, blocks);
+  at::set_num_threads(std::max(2, before));
+  auto y2 = functional::gs_apply(chain, x, blocks);
+  auto g2 = torch::autograd::grad({y2.sum()}, blocks);
+  at::set_num_threads(before);
+  EXPECT_TRUE(torch::equal(y1, y2));  // forward is row-independent: bitwise equal
+  for (size_t i = 0; i < g1.size(); ++i) EXPECT_LT(max_abs_diff(g1[i], g2[i]), 1e-3);
+}
+
+TEST(GSKernel, BadInputErrors) {
+  auto chain = gs_orthogonal_chain(12, 3, Layout::Official);
+  auto blocks = random_blocks(chain, torch::kFloat32);
+  try {
+    functional::gs_apply(chain, torch::randn({2, 10}), blocks);
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("x has 10 features"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("expected 12"), std::string::npos) << e.what();
+  }
+  try {
+    functional::gs_apply(chain, torch::randn({2, 12}, torch::kFloat64), blocks);
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("dtype Float but x has dtype Double"), std::string::npos) << e.what();
+  }
+  try {
+    functional::gs_apply(chain, torch::randn({2, 12}), {blocks[0]});
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("expected 2 block tensors"), std::string::npos) << e.what();
+  }
+  try {
+    auto half = torch::randn({2, 12}).to(torch::kHalf);
+    functional::gs_apply(chain, half, {blocks[0].to(torch::kHalf), blocks[1].to(torch::kHalf)});
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("float32 or float64"), std::string::npos) << e.what();
+  }
+}
+
+TEST(GSOrthogonalModule, IdentityAtInitAndPrettyPrint) {
+  for (auto p : {Parametrization::Cayley, Parametrization::Exp, Parametrization::CayleyNeumann, Parametrization::Free}) {
+    GSOrthogonal q(GSOrthogonalOptions(24).nblocks(4).parametrization(p));
+    auto x = torch::randn({5, 24});
+    EXPECT_LT(max_abs_diff(q->forward(x), x), 1e-7) << to_string(p);
+  }
+  GSOrthogonal q(GSOrthogonalOptions(768).block_size(8));
+  std::ostringstream os;
+  q->pretty_print(os);
+  EXPECT_EQ(os.str(), "gsoft::GSOrthogonal(n=768, nblocks=96, block_size=8, parametrization=cayley, layout=official)");
+  EXPECT_EQ(q->parameters().size(), 2u);
+  auto clone = std::dynamic_pointer_cast<GSOrthogonalImpl>(q->clone());
+  ASSERT_TRUE(clone);
+  EXPECT_EQ(clone->L.sizes(), q->L.sizes());
+  EXPECT_THROW(GSOrthogonal(GSOrthogonalOptions(24).nblocks(4).block_size(6)), std::invalid_argument);
+  EXPECT_THROW(GSOrthogonal(GSOrthogonalOptions(24).block_size(5)), std::invalid_argument);
+}

@@ -1,0 +1,64 @@
+#pragma once
+// Shared test helpers: finite-difference gradient checks and test-data paths.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "gsoft/gs/chain.h"
+
+namespace gsoft::test {
+
+inline Permutation random_permutation(int64_t n) {
+  auto t = torch::randperm(n, torch::kLong);
+  return Permutation(std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + n));
+}
+
+// One random (nblocks, rows, cols) tensor per factor of the chain.
+inline std::vector<torch::Tensor> random_blocks(const GSChain& c, torch::ScalarType dt = torch::kFloat64,
+                                                double scale = 1.0) {
+  std::vector<torch::Tensor> out;
+  for (const auto& f : c.factors()) out.push_back(scale * torch::randn(f.tensor_shape(), dt));
+  return out;
+}
+
+inline std::string data_path(const std::string& rel) { return std::string(GSOFT_TEST_DATA) + "/" + rel; }
+
+inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+// Checks autograd gradients of the scalar f(inputs) against central differences in float64.
+// Inputs must be float64 leaves; they are set to require grad here.
+inline void expect_gradients_match_fd(
+    const std::function<torch::Tensor(const std::vector<torch::Tensor>&)>& f,
+    std::vector<torch::Tensor> inputs, double eps = 1e-6, double tol = 1e-6) {
+  for (auto& t : inputs) {
+    ASSERT_EQ(t.scalar_type(), torch::kFloat64);
+    t = t.detach().clone().requires_grad_(true);
+  }
+  auto out = f(inputs);
+  ASSERT_EQ(out.numel(), 1);
+  auto grads = torch::autograd::grad({out}, inputs, {}, false, false, true);
+  torch::NoGradGuard g;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    auto flat = inputs[i].view({-1});
+    auto analytic = grads[i].defined() ? grads[i].reshape({-1}) : torch::zeros_like(flat);
+    for (int64_t j = 0; j < flat.numel(); ++j) {
+      const double orig = flat[j].item<double>();
+      flat[j] = orig + eps;
+      const double plus = f(inputs).item<double>();
+      flat[j] = orig - eps;
+      const double minus = f(inputs).item<double>();
+      flat[j] = orig;
+      const double numeric = (plus - minus) / (2 * eps);
+      const double a = analytic[j].item<double>();
+      ASSERT_NEAR(a, numeric, tol * std::max(1.0, std::abs(numeric)))
+          << "input " << i << " element " << j;
+    }
+  }
+}
+
+}  // namespace gsoft::test
