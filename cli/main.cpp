@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
   if (!chosen) return usage_error(app, "no command given; expected one of: " + names);
 
   try {
-    if (threads > 0) gsoft::set_num_threads(threads);
+    // All cores by default: libgomp may start libtorch with a single thread.
+    gsoft::set_num_threads(threads > 0 ? threads : gsoft::runtime_info().hardware_threads);
     chosen->run();
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

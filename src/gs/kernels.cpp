@@ -6,6 +6,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <type_traits>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define GSOFT_AVX512 1
+// GCC 12's AVX-512 headers trip -Wuninitialized on _mm512_undefined_ps inside unpack/shuffle.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace gsoft::kernels {
 
@@ -33,76 +42,221 @@ std::unique_ptr<T[], FreeDeleter> aligned_buffer(int64_t count) {
   return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
 }
 
+#if GSOFT_AVX512
+// dst[j * ds + i] = rows[i][offset + j] for a 16 x 16 float block, in registers:
+// unpack pairs, shuffle quads, then a 4 x 4 transpose of 128-bit lanes.
+inline void transpose16x16(const float* const* rows, int64_t offset, float* dst, int64_t ds) {
+  __m512 r[16], t[16], u[4][4];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(rows[i] + offset);
+  for (int g = 0; g < 4; ++g) {
+    t[4 * g + 0] = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]);
+    t[4 * g + 1] = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+    t[4 * g + 2] = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]);
+    t[4 * g + 3] = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+  }
+  for (int g = 0; g < 4; ++g) {
+    // u[g][e], 128-bit lane l = rows 4g..4g+3 of column 4l + e.
+    u[g][0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[g][1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[g][2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[g][3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int e = 0; e < 4; ++e) {
+    const __m512 v0 = _mm512_shuffle_f32x4(u[0][e], u[1][e], 0x44);
+    const __m512 v1 = _mm512_shuffle_f32x4(u[0][e], u[1][e], 0xEE);
+    const __m512 v2 = _mm512_shuffle_f32x4(u[2][e], u[3][e], 0x44);
+    const __m512 v3 = _mm512_shuffle_f32x4(u[2][e], u[3][e], 0xEE);
+    _mm512_storeu_ps(dst + (0 + e) * ds, _mm512_shuffle_f32x4(v0, v2, 0x88));
+    _mm512_storeu_ps(dst + (4 + e) * ds, _mm512_shuffle_f32x4(v0, v2, 0xDD));
+    _mm512_storeu_ps(dst + (8 + e) * ds, _mm512_shuffle_f32x4(v1, v3, 0x88));
+    _mm512_storeu_ps(dst + (12 + e) * ds, _mm512_shuffle_f32x4(v1, v3, 0xDD));
+  }
+}
+
+inline void transpose16x16(const float* src, int64_t ss, float* dst, int64_t ds) {
+  const float* rows[16];
+  for (int i = 0; i < 16; ++i) rows[i] = src + i * ss;
+  transpose16x16(rows, 0, dst, ds);
+}
+
+// gB[q][c] += sum_t g[q][t] * St[t][c] for q < RB and 16 V columns: RB x V accumulators stay in
+// registers over the L lanes. St is (L x ld), gB has row stride ld.
+template <int L, int RB, int V>
+inline void outer_accumulate(const float* const* g, const float* St, int64_t ld, float* gB) {
+  __m512 acc[RB][V];
+#pragma GCC unroll 8
+  for (int q = 0; q < RB; ++q)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) acc[q][v] = _mm512_setzero_ps();
+  for (int t = 0; t < L; ++t) {
+    __m512 s[V];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) s[v] = _mm512_loadu_ps(St + t * ld + 16 * v);
+#pragma GCC unroll 8
+    for (int q = 0; q < RB; ++q) {
+      const __m512 gq = _mm512_set1_ps(g[q][t]);
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[q][v] = _mm512_fmadd_ps(gq, s[v], acc[q][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int q = 0; q < RB; ++q)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      float* p = gB + q * ld + 16 * v;
+      _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), acc[q][v]));
+    }
+}
+
+template <int L, int RB>
+inline void outer_rows(const float* const* g, const float* St, int64_t ld, int64_t nvec, float* gB) {
+  switch (nvec) {
+    case 1: outer_accumulate<L, RB, 1>(g, St, ld, gB); break;
+    case 2: outer_accumulate<L, RB, 2>(g, St, ld, gB); break;
+    case 3: outer_accumulate<L, RB, 3>(g, St, ld, gB); break;
+    default: outer_accumulate<L, RB, 4>(g, St, ld, gB); break;
+  }
+}
+
+// Block gradient gBi (br x bc) += G (br x L) · S^T (L x bc) for bc % 16 == 0, as outer products on
+// a transposed copy of S: no per-element horizontal reductions.
+template <int L>
+void block_grad_outer(const float* const* grows, const float* const* src, int64_t br, int64_t bc,
+                      float* gBi, float* St) {
+  for (int64_t c0 = 0; c0 < bc; c0 += 16)
+    for (int t0 = 0; t0 < L; t0 += 16) transpose16x16(src + c0, t0, St + t0 * bc + c0, bc);
+  for (int64_t c0 = 0; c0 < bc; c0 += 64) {
+    const int64_t nvec = std::min<int64_t>(4, (bc - c0) / 16);
+    int64_t r = 0;
+    for (; r + 4 <= br; r += 4) outer_rows<L, 4>(grows + r, St + c0, bc, nvec, gBi + r * bc + c0);
+    for (; r < br; ++r) outer_rows<L, 1>(grows + r, St + c0, bc, nvec, gBi + r * bc + c0);
+  }
+}
+#endif
+
+// dst[j * ds + i] = src[i * ss + j] for i < rows, j < cols.
+template <typename T>
+void transpose(const T* src, int64_t ss, T* dst, int64_t ds, int64_t rows, int64_t cols) {
+  int64_t j0 = 0;
+#if GSOFT_AVX512
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t r16 = rows - rows % 16, c16 = cols - cols % 16;
+    for (int64_t i = 0; i < r16; i += 16)
+      for (int64_t j = 0; j < c16; j += 16) transpose16x16(src + i * ss + j, ss, dst + j * ds + i, ds);
+    // Remainders: rows past r16 for all columns, and columns past c16 for the first r16 rows.
+    for (int64_t i = r16; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) dst[j * ds + i] = src[i * ss + j];
+    if (r16 == 0) return;
+    rows = r16;
+    j0 = c16;
+  }
+#endif
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = j0; j < cols; ++j) dst[j * ds + i] = src[i * ss + j];
+}
+
 // buf[i][t] = x[t][i] for the tt rows of the tile; lanes past tt are zero.
 template <typename T, int L>
 void load_tile(const T* x, int64_t n, int64_t tt, T* buf) {
   if (tt < L) std::memset(buf, 0, sizeof(T) * static_cast<size_t>(n) * L);
-  for (int64_t t = 0; t < tt; ++t) {
-    const T* xr = x + t * n;
-    for (int64_t i = 0; i < n; ++i) buf[i * L + t] = xr[i];
-  }
+  transpose(x, n, buf, L, tt, n);
 }
 
-// buf[sigma_inv[i]][t] = x[t][i]: loads a tile already permuted by P^T (for gradients).
+// y[t][i] = buf[i][t] for the tt rows of the tile.
 template <typename T, int L>
-void load_tile_scatter(const T* x, int64_t n, int64_t tt, const int64_t* dest, T* buf) {
-  if (tt < L) std::memset(buf, 0, sizeof(T) * static_cast<size_t>(n) * L);
-  for (int64_t t = 0; t < tt; ++t) {
-    const T* xr = x + t * n;
-    for (int64_t i = 0; i < n; ++i) buf[dest[i] * L + t] = xr[i];
-  }
+void store_tile(const T* buf, int64_t n, int64_t tt, T* y) {
+  transpose(buf, L, y, n, n, tt);
 }
 
-// y[t][i] = buf[sigma[i]][t] (sigma may be null for the identity).
-template <typename T, int L>
-void store_tile(const T* buf, int64_t n, int64_t tt, const int64_t* sigma, T* y) {
-  for (int64_t t = 0; t < tt; ++t) {
-    T* yr = y + t * n;
-    if (sigma) {
-      for (int64_t i = 0; i < n; ++i) yr[i] = buf[sigma[i] * L + t];
-    } else {
-      for (int64_t i = 0; i < n; ++i) yr[i] = buf[i * L + t];
-    }
-  }
-}
-
-// out[j] = sum_c W(j, c) * src[c] for j in [0, R), over L lanes; W(j, c) = w[j * js + c * cs].
-// R accumulators stay in registers; lanes vectorise.
+// out[q] = sum_c W(q, c) * src[c] for q in [0, R), over L lanes, with W(q, c) = w[q + c * cs]:
+// the R weights of one input row are contiguous, so one pointer walks them and the R
+// accumulators stay in registers.
 template <typename T, int L, int R>
-inline void accumulate_rows(const T* w, int64_t js, int64_t cs, int64_t ncols,
-                            const T* const* src, T* out) {
+inline void accumulate_rows(const T* w, int64_t cs, int64_t ncols, const T* const* src,
+                            T* const* out) {
+#if GSOFT_AVX512
+  if constexpr (std::is_same_v<T, float> && L % 16 == 0) {
+    constexpr int V = L / 16;
+    __m512 acc[R][V];
+#pragma GCC unroll 16
+    for (int q = 0; q < R; ++q)
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[q][v] = _mm512_setzero_ps();
+    const T* wc = w;
+    for (int64_t c = 0; c < ncols; ++c, wc += cs) {
+      const float* sc = src[c];
+      __m512 s[V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) s[v] = _mm512_load_ps(sc + 16 * v);
+#pragma GCC unroll 16
+      for (int q = 0; q < R; ++q) {
+        const __m512 wq = _mm512_set1_ps(wc[q]);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[q][v] = _mm512_fmadd_ps(wq, s[v], acc[q][v]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int q = 0; q < R; ++q)
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) _mm512_store_ps(out[q] + 16 * v, acc[q][v]);
+    return;
+  }
+#endif
   T acc[R][L];
   for (int q = 0; q < R; ++q)
     for (int t = 0; t < L; ++t) acc[q][t] = T(0);
   for (int64_t c = 0; c < ncols; ++c) {
     const T* s = src[c];
     for (int q = 0; q < R; ++q) {
-      const T wq = w[q * js + c * cs];
+      const T wq = w[q + c * cs];
       for (int t = 0; t < L; ++t) acc[q][t] += wq * s[t];
     }
   }
   for (int q = 0; q < R; ++q)
-    for (int t = 0; t < L; ++t) out[q * L + t] = acc[q][t];
+    for (int t = 0; t < L; ++t) out[q][t] = acc[q][t];
 }
 
-// For each output j in [0, nout): out_rows[j] = sum_c W(j, c) src[c], grouped 8/4/1 at a time.
+// out[j] = sum_c W(j, c) src[c] for j in [0, nout), W(j, c) = w[j + c * nout]; 8/4/2/1 output
+// rows at a time.
 template <typename T, int L>
-inline void small_matmul(const T* w, int64_t js, int64_t cs, int64_t nout, int64_t ncols,
-                         const T* const* src, T* out) {
+inline void small_matmul(const T* w, int64_t nout, int64_t ncols, const T* const* src,
+                         T* const* out) {
+  constexpr int kWide = (std::is_same_v<T, float> && L >= 32) ? 4 : 8;
   int64_t j = 0;
-  for (; j + 8 <= nout; j += 8) accumulate_rows<T, L, 8>(w + j * js, js, cs, ncols, src, out + j * L);
-  for (; j + 4 <= nout; j += 4) accumulate_rows<T, L, 4>(w + j * js, js, cs, ncols, src, out + j * L);
-  for (; j < nout; ++j) accumulate_rows<T, L, 1>(w + j * js, js, cs, ncols, src, out + j * L);
+  for (; j + kWide <= nout; j += kWide)
+    accumulate_rows<T, L, kWide>(w + j, nout, ncols, src, out + j);
+  for (; j + 2 <= nout; j += 2) accumulate_rows<T, L, 2>(w + j, nout, ncols, src, out + j);
+  for (; j < nout; ++j) accumulate_rows<T, L, 1>(w + j, nout, ncols, src, out + j);
 }
 
-// Forward through one block-diagonal factor: out = B · (P in), P given by its gather map.
+// Each block transposed, (nblocks, cols, rows): the layout small_matmul wants for B x.
+template <typename T>
+std::vector<T> transpose_blocks(const BlockDiagShape& f, const T* B) {
+  std::vector<T> t(static_cast<size_t>(f.numel()));
+  for (int64_t i = 0; i < f.nblocks; ++i)
+    for (int64_t r = 0; r < f.block_rows; ++r)
+      for (int64_t c = 0; c < f.block_cols; ++c)
+        t[i * f.numel() / f.nblocks + c * f.block_rows + r] = B[(i * f.block_rows + r) * f.block_cols + c];
+  return t;
+}
+
+// Row pointers base + index[k] * L (index null: contiguous rows).
+template <typename T, int L, typename P>
+inline void row_pointers(P base, const int64_t* index, int64_t first, int64_t count, P* rows) {
+  for (int64_t k = 0; k < count; ++k) rows[k] = base + (index ? index[first + k] : first + k) * L;
+}
+
+// Forward through one block-diagonal factor: out = B · (P in), P given by its gather map, with
+// Bt the transposed blocks (transpose_blocks). Output row j goes to out + out_index[j] * L
+// (out_index null: row j), which folds the next permutation into the write.
 template <typename T, int L>
-void factor_forward(const BlockDiagShape& f, const T* B, const int64_t* sigma, const T* in,
-                    T* out, const T** src) {
+void factor_forward(const BlockDiagShape& f, const T* Bt, const int64_t* sigma, const T* in,
+                    T* out, const int64_t* out_index, const T** src, T** dst) {
   const int64_t br = f.block_rows, bc = f.block_cols;
   for (int64_t i = 0; i < f.nblocks; ++i) {
-    for (int64_t c = 0; c < bc; ++c) src[c] = in + sigma[i * bc + c] * L;
-    small_matmul<T, L>(B + i * br * bc, bc, 1, br, bc, src, out + i * br * L);
+    row_pointers<const T*, L>(in, sigma, i * bc, bc, src);
+    row_pointers<T*, L>(out, out_index, i * br, br, dst);
+    small_matmul<T, L>(Bt + i * br * bc, br, bc, src, dst);
   }
 }
 
@@ -114,32 +268,42 @@ inline T lane_sum(T* v) {
   return v[0];
 }
 
-// Backward through one factor. g_out: gradient of the factor's output (rows x L).
-// Accumulates gB += g_out_block · in_block^T and, when g_in is not null, writes
-// g_in = P^T (B^T g_out).
+// Backward through one factor. Row j of the output gradient is g_out + gout_index[j] * L
+// (gout_index null: row j). scratch holds L x block_cols values. Accumulates gB += g_out_block · in_block^T and, when g_in is not
+// null, scatters B^T g_out to the unpermuted input rows: g_in = P^T (B^T g_out).
 template <typename T, int L>
 void factor_backward(const BlockDiagShape& f, const T* B, const int64_t* sigma, const T* in,
-                     const T* g_out, T* gB, T* g_in, const T** src, const T** gsrc, T* tmp) {
+                     const T* g_out, const int64_t* gout_index, T* gB, T* g_in, const T** src,
+                     const T** grows, T** dst, T* scratch) {
   const int64_t br = f.block_rows, bc = f.block_cols;
   for (int64_t i = 0; i < f.nblocks; ++i) {
-    for (int64_t c = 0; c < bc; ++c) src[c] = in + sigma[i * bc + c] * L;
-    const T* go = g_out + i * br * L;
+    row_pointers<const T*, L>(in, sigma, i * bc, bc, src);
+    row_pointers<const T*, L>(g_out, gout_index, i * br, br, grows);
     T* gBi = gB + i * br * bc;
+#if GSOFT_AVX512
+    if constexpr (std::is_same_v<T, float> && L % 16 == 0) {
+      if (bc % 16 == 0) {
+        block_grad_outer<L>(grows, src, br, bc, gBi, scratch);
+        if (g_in) {
+          row_pointers<T*, L>(g_in, sigma, i * bc, bc, dst);
+          small_matmul<T, L>(B + i * br * bc, bc, br, grows, dst);
+        }
+        continue;
+      }
+    }
+#endif
     for (int64_t r = 0; r < br; ++r) {
-      const T* g = go + r * L;
+      const T* g = grows[r];
       for (int64_t c = 0; c < bc; ++c) {
         T prod[L];
-        const T* s = src[c];
-        for (int t = 0; t < L; ++t) prod[t] = g[t] * s[t];
+        const T* sc = src[c];
+        for (int t = 0; t < L; ++t) prod[t] = g[t] * sc[t];
         gBi[r * bc + c] += lane_sum<T, L>(prod);
       }
     }
     if (g_in) {
-      // B^T g_out into tmp (contiguous), then scatter rows to their unpermuted slots.
-      for (int64_t r = 0; r < br; ++r) gsrc[r] = go + r * L;
-      small_matmul<T, L>(B + i * br * bc, 1, bc, bc, br, gsrc, tmp);
-      for (int64_t c = 0; c < bc; ++c)
-        std::memcpy(g_in + sigma[i * bc + c] * L, tmp + c * L, sizeof(T) * L);
+      row_pointers<T*, L>(g_in, sigma, i * bc, bc, dst);
+      small_matmul<T, L>(B + i * br * bc, bc, br, grows, dst);
     }
   }
 }
@@ -161,10 +325,14 @@ void forward_impl(const ChainPlan& plan, const T* const* blocks, const T* x, T* 
   const int64_t ntiles = (rows + L - 1) / L;
   const int64_t width = max_width(plan);
   const int64_t m = static_cast<int64_t>(plan.factors.size());
+  const int64_t bd = max_block_dim(plan);
+  std::vector<std::vector<T>> bt;
+  for (int64_t s = 0; s < m; ++s) bt.push_back(transpose_blocks(plan.factors[s], blocks[s]));
   at::parallel_for(0, ntiles, 1, [&](int64_t begin, int64_t end) {
     auto a = aligned_buffer<T>(width * L);
     auto b = aligned_buffer<T>(width * L);
-    std::vector<const T*> src(static_cast<size_t>(max_block_dim(plan)));
+    std::vector<const T*> src(static_cast<size_t>(bd));
+    std::vector<T*> dst(static_cast<size_t>(bd));
     for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t r0 = tile * L;
       const int64_t tt = std::min<int64_t>(L, rows - r0);
@@ -172,10 +340,13 @@ void forward_impl(const ChainPlan& plan, const T* const* blocks, const T* x, T* 
       T* cur = a.get();
       T* nxt = b.get();
       for (int64_t s = 0; s < m; ++s) {
-        factor_forward<T, L>(plan.factors[s], blocks[s], plan.sigma[s], cur, nxt, src.data());
+        // The last factor writes straight into output order: y[i] = z[sigma_m(i)].
+        const int64_t* out_index = s + 1 == m ? plan.inverse[m].data() : nullptr;
+        factor_forward<T, L>(plan.factors[s], bt[s].data(), plan.sigma[s], cur, nxt, out_index,
+                             src.data(), dst.data());
         std::swap(cur, nxt);
       }
-      store_tile<T, L>(cur, plan.out_features, tt, plan.sigma[m], y + r0 * plan.out_features);
+      store_tile<T, L>(cur, plan.out_features, tt, y + r0 * plan.out_features);
     }
   });
 }
@@ -186,19 +357,21 @@ void backward_impl(const ChainPlan& plan, const T* const* blocks, const T* x, co
   const int64_t ntiles = (rows + L - 1) / L;
   const int64_t width = max_width(plan);
   const int64_t m = static_cast<int64_t>(plan.factors.size());
+  const int64_t bd = max_block_dim(plan);
   const int64_t nchunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), ntiles));
   // Per-chunk partial block gradients, summed in chunk order afterwards (deterministic).
   std::vector<std::vector<T>> partial(static_cast<size_t>(nchunks * m));
+  std::vector<std::vector<T>> bt;
+  for (int64_t s = 0; s < m; ++s) bt.push_back(transpose_blocks(plan.factors[s], blocks[s]));
   at::parallel_for(0, nchunks, 1, [&](int64_t cbegin, int64_t cend) {
-    // acts[s]: input of factor s (after nothing is permuted; gathers happen by index).
+    // acts[s]: the input buffer of factor s (its gather happens by index).
     std::vector<std::unique_ptr<T[], FreeDeleter>> acts;
     for (int64_t s = 0; s < m; ++s) acts.push_back(aligned_buffer<T>(width * L));
-    auto last = aligned_buffer<T>(width * L);
     auto g_a = aligned_buffer<T>(width * L);
     auto g_b = aligned_buffer<T>(width * L);
-    const int64_t bd = max_block_dim(plan);
-    auto tmp = aligned_buffer<T>(bd * L);
-    std::vector<const T*> src(static_cast<size_t>(bd)), gsrc(static_cast<size_t>(bd));
+    std::vector<const T*> src(static_cast<size_t>(bd)), grows(static_cast<size_t>(bd));
+    std::vector<T*> dst(static_cast<size_t>(bd));
+    auto scratch = aligned_buffer<T>(bd * L);
     for (int64_t chunk = cbegin; chunk < cend; ++chunk) {
       std::vector<T*> gB(static_cast<size_t>(m));
       for (int64_t s = 0; s < m; ++s) {
@@ -211,24 +384,22 @@ void backward_impl(const ChainPlan& plan, const T* const* blocks, const T* x, co
         const int64_t r0 = tile * L;
         const int64_t tt = std::min<int64_t>(L, rows - r0);
         load_tile<T, L>(x + r0 * plan.in_features, plan.in_features, tt, acts[0].get());
-        for (int64_t s = 0; s < m; ++s) {
-          T* out = s + 1 < m ? acts[s + 1].get() : last.get();
-          factor_forward<T, L>(plan.factors[s], blocks[s], plan.sigma[s], acts[s].get(), out,
-                               src.data());
-        }
-        // Gradient w.r.t. the last factor's output: y = P_m z, so g_z[sigma_m(i)] = gy[i].
-        load_tile_scatter<T, L>(gy + r0 * plan.out_features, plan.out_features, tt,
-                                plan.sigma[m], g_a.get());
+        for (int64_t s = 0; s + 1 < m; ++s)
+          factor_forward<T, L>(plan.factors[s], bt[s].data(), plan.sigma[s], acts[s].get(),
+                               acts[s + 1].get(), nullptr, src.data(), dst.data());
+        load_tile<T, L>(gy + r0 * plan.out_features, plan.out_features, tt, g_a.get());
         T* gcur = g_a.get();
         T* gnext = g_b.get();
         for (int64_t s = m - 1; s >= 0; --s) {
+          // y = P_m z, so the last factor's output gradient row j is gy row sigma_m^-1(j).
+          const int64_t* gout_index = s + 1 == m ? plan.inverse[m].data() : nullptr;
           const bool need_in = s > 0 || gx != nullptr;
           factor_backward<T, L>(plan.factors[s], blocks[s], plan.sigma[s], acts[s].get(), gcur,
-                                gB[s], need_in ? gnext : nullptr, src.data(), gsrc.data(),
-                                tmp.get());
+                                gout_index, gB[s], need_in ? gnext : nullptr, src.data(),
+                                grows.data(), dst.data(), scratch.get());
           std::swap(gcur, gnext);
         }
-        if (gx) store_tile<T, L>(gcur, plan.in_features, tt, nullptr, gx + r0 * plan.in_features);
+        if (gx) store_tile<T, L>(gcur, plan.in_features, tt, gx + r0 * plan.in_features);
       }
     }
   });
