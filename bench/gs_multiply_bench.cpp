@@ -3,6 +3,7 @@
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
+#include "gsoft/core/runtime.h"
 #include "gsoft/gs/functional.h"
 #include "gsoft/ortho/block_maps.h"
 
@@ -57,4 +58,12 @@ BENCHMARK(BM_reference_fwdbwd)->GS_SHAPES;
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  // Same default as the gsoft tool: all cores (libgomp may start libtorch with one thread).
+  gsoft::set_num_threads(gsoft::runtime_info().hardware_threads);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

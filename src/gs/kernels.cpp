@@ -108,6 +108,53 @@ inline void outer_accumulate(const float* const* g, const float* St, int64_t ld,
     }
 }
 
+// Lane j of the result = sum of the 16 lanes of p[j]: pairwise unpack-adds, then a 4 x 4
+// transpose of 128-bit lanes and three adds (about 3 operations per vector).
+inline __m512 reduce16(const __m512* p) {
+  __m512 w[8], x[4];
+  for (int k = 0; k < 8; ++k)
+    w[k] = _mm512_add_ps(_mm512_unpacklo_ps(p[2 * k], p[2 * k + 1]),
+                         _mm512_unpackhi_ps(p[2 * k], p[2 * k + 1]));
+  for (int g = 0; g < 4; ++g) {
+    const __m512d a = _mm512_castps_pd(w[2 * g]), b = _mm512_castps_pd(w[2 * g + 1]);
+    // 128-bit lane l of x[g] = partial sums of p[4g..4g+3] over lane l of the inputs.
+    x[g] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
+                         _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  const __m512 v0 = _mm512_shuffle_f32x4(x[0], x[1], 0x44), v1 = _mm512_shuffle_f32x4(x[0], x[1], 0xEE);
+  const __m512 v2 = _mm512_shuffle_f32x4(x[2], x[3], 0x44), v3 = _mm512_shuffle_f32x4(x[2], x[3], 0xEE);
+  const __m512 y0 = _mm512_shuffle_f32x4(v0, v2, 0x88), y1 = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+  const __m512 y2 = _mm512_shuffle_f32x4(v1, v3, 0x88), y3 = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+  return _mm512_add_ps(_mm512_add_ps(y0, y1), _mm512_add_ps(y2, y3));
+}
+
+// Block gradient for narrow blocks: gBi[k] += <g_r, s_c> for the flattened pairs k = r * bc + c,
+// sixteen pairs per reduce16. Returns the number of pairs done (a multiple of 16).
+template <int L>
+int64_t block_grad_dot16(const float* const* grows, const float* const* src, int64_t br, int64_t bc,
+                         float* gBi) {
+  const int64_t npairs = br * bc;
+  int64_t k0 = 0, r = 0, c = 0;  // (r, c) = the pair k0 + j, advanced without division
+  for (; k0 + 16 <= npairs; k0 += 16) {
+    __m512 p[16];
+    for (int j = 0; j < 16; ++j) {
+      const float* g = grows[r];
+      const float* sc = src[c];
+      if (++c == bc) {
+        c = 0;
+        ++r;
+      }
+      __m512 acc = _mm512_mul_ps(_mm512_load_ps(g), _mm512_load_ps(sc));
+#pragma GCC unroll 8
+      for (int v = 1; v < L / 16; ++v)
+        acc = _mm512_fmadd_ps(_mm512_load_ps(g + 16 * v), _mm512_load_ps(sc + 16 * v), acc);
+      p[j] = acc;
+    }
+    _mm512_storeu_ps(gBi + k0, _mm512_add_ps(_mm512_loadu_ps(gBi + k0), reduce16(p)));
+  }
+  return k0;
+}
+
 template <int L, int RB>
 inline void outer_rows(const float* const* g, const float* St, int64_t ld, int64_t nvec, float* gB) {
   switch (nvec) {
@@ -292,9 +339,13 @@ void factor_backward(const BlockDiagShape& f, const T* B, const int64_t* sigma, 
       }
     }
 #endif
-    for (int64_t r = 0; r < br; ++r) {
+    int64_t done = 0;  // flattened pairs r * bc + c already accumulated
+#if GSOFT_AVX512
+    if constexpr (std::is_same_v<T, float> && L % 16 == 0) done = block_grad_dot16<L>(grows, src, br, bc, gBi);
+#endif
+    for (int64_t r = done / bc; r < br; ++r) {
       const T* g = grows[r];
-      for (int64_t c = 0; c < bc; ++c) {
+      for (int64_t c = (r == done / bc ? done % bc : 0); c < bc; ++c) {
         T prod[L];
         const T* sc = src[c];
         for (int t = 0; t < L; ++t) prod[t] = g[t] * sc[t];
@@ -433,7 +484,7 @@ void chain_backward(const ChainPlan& plan, const T* const* blocks, const T* x, c
     return;
   }
   // Wider tiles halve the per-tile lane reductions of the block gradients.
-  backward_impl<T, 128 / sizeof(T)>(plan, blocks, x, gy, gx, grad_blocks, rows);
+  backward_impl<T, 256 / sizeof(T)>(plan, blocks, x, gy, gx, grad_blocks, rows);
 }
 
 template void chain_forward<float>(const ChainPlan&, const float* const*, const float*, float*,

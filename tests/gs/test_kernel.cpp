@@ -96,12 +96,16 @@ TEST(GSKernel, BackwardMatchesAutogradOfUnfused) {
   }
 }
 
-// float32 through the vectorised paths (blocks with 8, 16, 48 and 64 columns, tiles of 32 rows).
+// float32 through the vectorised paths: block gradients as outer products (columns a multiple of
+// 16), as grouped dot products (8, 24 columns) and with a scalar tail (18 pairs per block).
 TEST(GSKernel, BackwardFloat32MatchesFloat64Reference) {
   std::vector<GSChain> chains{gs_orthogonal_chain(64, 8, Layout::Official), gs_orthogonal_chain(256, 16, Layout::Official),
                               gs_orthogonal_chain(768, 16, Layout::Paper), gs_orthogonal_chain(256, 4, Layout::Official),
                               GSChain::gs(random_permutation(96), {2, 48, 32}, random_permutation(64), {4, 16, 24},
-                                          random_permutation(96))};
+                                          random_permutation(96)),
+                              // 18 pairs per block: one group of 16 plus a scalar tail.
+                              GSChain::gs(random_permutation(30), {5, 6, 3}, random_permutation(15), {5, 3, 6},
+                                          random_permutation(30))};
   for (const auto& chain : chains) {
     for (int64_t rows : {5, 32, 77}) {
       auto x64 = torch::randn({rows, chain.in_features()}, torch::kFloat64);
