@@ -125,6 +125,56 @@ GSChain gs_shuffle_chain(int64_t n, int64_t nblocks, int64_t m) {
                  std::vector<BlockDiagShape>(static_cast<size_t>(m), {nblocks, b, b}));
 }
 
+GSChain monarch_chain(int64_t n) {
+  int64_t m = 1;
+  while (m * m < n) ++m;
+  GSOFT_CHECK(n >= 1 && m * m == n, "Monarch matrix: n (", n, ") must be a perfect square");
+  return gs_orthogonal_chain(n, m, Layout::Paper);
+}
+
+Permutation boft_butterfly_permutation(int64_t n, int64_t nblocks, int64_t chunk) {
+  GSOFT_CHECK(nblocks >= 1 && chunk >= 1 && n % nblocks == 0 && (n / nblocks) % (2 * chunk) == 0,
+              "BOFT butterfly permutation: n (", n, ") must split into ", nblocks,
+              " super-blocks, each a multiple of 2 * chunk (", 2 * chunk, ")");
+  const int64_t super = n / nblocks, chunks = super / chunk;
+  std::vector<int64_t> order;  // chunk order inside a super-block: evens, then odds
+  for (int64_t c = 0; c < chunks; c += 2) order.push_back(c);
+  for (int64_t c = 1; c < chunks; c += 2) order.push_back(c);
+  std::vector<int64_t> s(static_cast<size_t>(n));
+  for (int64_t base = 0; base < n; base += super)
+    for (int64_t k = 0; k < chunks; ++k)
+      for (int64_t e = 0; e < chunk; ++e)
+        s[static_cast<size_t>(base + k * chunk + e)] = base + order[static_cast<size_t>(k)] * chunk + e;
+  return Permutation(std::move(s));
+}
+
+GSChain boft_chain(int64_t n, int64_t block_size, int64_t n_butterfly_factor) {
+  const int64_t m = n_butterfly_factor;
+  GSOFT_CHECK(m >= 1, "BOFT: boft_n_butterfly_factor must be at least 1, got ", m);
+  GSOFT_CHECK(block_size >= 1 && n % block_size == 0, "BOFT: in_features (", n,
+              ") must be divisible by boft_block_size (", block_size, ")");
+  const int64_t nblocks = n / block_size;
+  std::vector<Permutation> p;  // PEFT's P_i
+  if (m == 1) {
+    p.push_back(Permutation::identity(n));
+  } else {
+    GSOFT_CHECK(n % (block_size << (m - 1)) == 0, "BOFT: in_features (", n,
+                ") must be a multiple of boft_block_size * 2^(boft_n_butterfly_factor - 1) (",
+                block_size << (m - 1), ")");
+    GSOFT_CHECK(block_size % 2 == 0 && nblocks % 2 == 0, "BOFT: boft_block_size (", block_size,
+                ") and the block count (", nblocks, ") must be even for more than one factor");
+    for (int64_t i = 0; i < m; ++i)
+      p.push_back(boft_butterfly_permutation(n, nblocks >> i, block_size / 2));
+  }
+  // Chain order: the first factor applied is BD_{m-1}^T, preceded by P_{m-1}^T.
+  std::vector<Permutation> perms{p[static_cast<size_t>(m - 1)].inverse()};
+  for (int64_t j = 1; j < m; ++j)
+    perms.push_back(p[static_cast<size_t>(m - 1 - j)].inverse() * p[static_cast<size_t>(m - j)]);
+  perms.push_back(p[0]);
+  return GSChain(std::move(perms),
+                 std::vector<BlockDiagShape>(static_cast<size_t>(m), {nblocks, block_size, block_size}));
+}
+
 int64_t factors_for_dense(int64_t block_size, int64_t nblocks) {
   GSOFT_CHECK(block_size >= 2, "factors_for_dense: block size must be at least 2, got ",
               block_size);

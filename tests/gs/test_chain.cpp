@@ -3,6 +3,8 @@
 
 #include "gsoft/gs/chain.h"
 #include "gsoft/gs/functional.h"
+#include "gsoft/gs/projection.h"
+#include "gsoft/ortho/block_maps.h"
 #include "support/helpers.h"
 
 using namespace gsoft;
@@ -121,4 +123,56 @@ TEST(GSChain, ErrorsNameExpectedAndActual) {
   }
   EXPECT_THROW(layout_from_string("offical"), std::invalid_argument);
   EXPECT_EQ(layout_from_string("paper"), Layout::Paper);
+}
+
+// Appendix C: Monarch is GS with b = r = sqrt(n); every block of the GS structure has rank one.
+TEST(GSChain, MonarchIsASpecialCase) {
+  auto chain = monarch_chain(16);
+  EXPECT_EQ(chain.factors()[0].nblocks, 4);
+  EXPECT_EQ(chain.factors()[0].block_rows, 4);
+  EXPECT_TRUE(torch::equal(gs_block_ranks(chain), torch::ones({4, 4}, torch::kLong)));
+  EXPECT_DOUBLE_EQ(chain.density(), 1.0);
+  EXPECT_THROW(monarch_chain(12), std::invalid_argument);
+}
+
+TEST(GSChain, BOFTButterflyPermutationMatchesPEFT) {
+  // peft block_butterfly_perm(16, b=2, r=2): chunks of 2 inside super-blocks of 8, evens first.
+  const std::vector<int64_t> expect{0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15};
+  EXPECT_EQ(boft_butterfly_permutation(16, 2, 2).sigma(), expect);
+  EXPECT_TRUE(boft_butterfly_permutation(16, 4, 2).is_identity());  // first factor: identity
+}
+
+// PEFT's BOFT: R = M_{m-1} ... M_0 with M_i = P_i BD_i P_i^T, BD_i = (I - S)(I + S)^-1, and the
+// layer multiplies inputs by R^T. The chain reproduces R^T with blocks cayley(boft_R[i]) reversed.
+TEST(GSChain, BOFTChainReproducesPEFTRotation) {
+  const int64_t n = 32, b = 4;
+  for (int64_t m : {1, 2, 3}) {
+    auto boft_R = 0.3 * torch::randn({m, n / b, b, b}, torch::kFloat64);
+    auto R = torch::eye(n, torch::kFloat64);
+    for (int64_t i = 0; i < m; ++i) {
+      auto S = 0.5 * (boft_R[i] - boft_R[i].transpose(1, 2));
+      auto I = torch::eye(b, torch::kFloat64).expand_as(S);
+      auto bd = functional::block_diag(torch::matmul(I - S, torch::inverse(I + S)));
+      auto P = (m == 1 ? Permutation::identity(n) : boft_butterfly_permutation(n, (n / b) >> i, b / 2)).matrix(torch::kFloat64);
+      R = P.matmul(bd).matmul(P.t()).matmul(R);
+    }
+    auto chain = boft_chain(n, b, m);
+    std::vector<torch::Tensor> blocks;
+    for (int64_t i = m - 1; i >= 0; --i) blocks.push_back(functional::cayley(boft_R[i]));
+    EXPECT_LT(max_abs_diff(functional::gs_dense(chain, blocks), R.t()), 1e-12) << "m=" << m;
+    EXPECT_EQ(chain.num_parameters(), m * n * b);
+  }
+}
+
+// BOFT needs 1 + log2(r) butterfly factors for a dense rotation (METHOD.md §1.5).
+TEST(GSChain, BOFTDensityNeedsLogFactors) {
+  EXPECT_DOUBLE_EQ(boft_chain(16, 2, 4).density(), 1.0);   // r = 8: 1 + log2 8 = 4
+  EXPECT_LT(boft_chain(16, 2, 3).density(), 1.0);
+  try {
+    boft_chain(24, 4, 3);
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("must be a multiple of boft_block_size * 2^(boft_n_butterfly_factor - 1) (16)"),
+              std::string::npos) << e.what();
+  }
 }

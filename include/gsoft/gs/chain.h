@@ -86,6 +86,24 @@ GSChain gs_orthogonal_chain(int64_t n, int64_t nblocks, Layout layout);
 // (Theorem 2's construction).
 GSChain gs_shuffle_chain(int64_t n, int64_t nblocks, int64_t m);
 
+// Monarch matrices (Dao et al. 2022; Appendix C): n = m^2, Q = P^T L P R with m blocks of m x m
+// and P = P_(m,n). Every block of P^T A has rank one (gs_block_ranks is all ones).
+GSChain monarch_chain(int64_t n);
+
+// PEFT's BOFT permutation for one butterfly factor (`block_butterfly_perm(n, b, r)` in
+// peft/tuners/boft/layer.py): inside each of the `nblocks` super-blocks of n/nblocks entries, the
+// chunks of `chunk` entries are reordered even-indexed first, then odd-indexed.
+Permutation boft_butterfly_permutation(int64_t n, int64_t nblocks, int64_t chunk);
+
+// The input-side operator of PEFT's BOFT with m = boft_n_butterfly_factor factors of
+// (n / block_size) blocks of block_size: PEFT builds R = M_{m-1} ... M_0, M_i = P_i BD_i P_i^T,
+// and multiplies inputs by R^T. As a chain that is
+//   R^T = P_0 BD_0^T P_0^T · P_1 BD_1^T P_1^T ... P_{m-1} BD_{m-1}^T P_{m-1}^T,
+// so the chain's blocks, in chain order, are BD_{m-1}^T, ..., BD_0^T. With PEFT's exact Cayley
+// BD_i = (I - S)(I + S)^-1, BD_i^T = functional::cayley(boft_R[i]) in gsoft's orientation.
+// Validates the divisibility rules PEFT applies (block count a multiple of 2^(m-1), even sizes).
+GSChain boft_chain(int64_t n, int64_t block_size, int64_t n_butterfly_factor);
+
 // Theorem 2: the least number of b x b block factors that makes a GS product with r blocks dense,
 // m = 1 + ceil(log_b r). Requires b >= 2 (b = 1 is never dense for r > 1) and r >= 1.
 int64_t factors_for_dense(int64_t block_size, int64_t nblocks);
