@@ -1,5 +1,9 @@
 #pragma once
 // Umbrella header for the gsoft library.
+#include "gsoft/adapters/adaptable_linear.h"
+#include "gsoft/adapters/adapter.h"
+#include "gsoft/adapters/config.h"
+#include "gsoft/adapters/inject.h"
 #include "gsoft/core/error.h"
 #include "gsoft/core/runtime.h"
 #include "gsoft/gs/chain.h"

@@ -1,0 +1,40 @@
+#pragma once
+// A LinearAdapter changes what a linear layer with weight W (out x in) and bias b computes, and
+// knows how to fold that change into W (merge) and take it out again (unmerge).
+#include <torch/types.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gsoft/adapters/config.h"
+
+namespace gsoft {
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+class LinearAdapter {
+ public:
+  virtual ~LinearAdapter() = default;
+  virtual Method method() const = 0;
+  // Trainable tensors with their names relative to the adapted module, in PEFT's spelling
+  // ("gsoft_L", "boft_s", "lora_A.weight", "oft_R.weight").
+  virtual NamedTensors named_parameters() const = 0;
+  // x: (..., in) -> (..., out), the adapted layer's output. `training` switches dropout.
+  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& weight,
+                                const torch::Tensor& bias, bool training) const = 0;
+  // The weight W' with linear(x, W', b) == forward(x, W, b). Computed without autograd.
+  virtual torch::Tensor merged_weight(const torch::Tensor& weight) const = 0;
+  // Inverse of merged_weight.
+  virtual torch::Tensor unmerged_weight(const torch::Tensor& merged) const = 0;
+  int64_t num_parameters() const;
+};
+
+// Builds the adapter `config.method` for a layer with the given sizes (the registry; `full` has
+// no adapter and is refused here). Throws naming the layer when the sizes do not fit the config.
+std::shared_ptr<LinearAdapter> make_linear_adapter(const AdapterConfig& config, int64_t in_features,
+                                                   int64_t out_features,
+                                                   const std::string& module_name = "");
+
+}  // namespace gsoft

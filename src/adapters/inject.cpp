@@ -1,0 +1,107 @@
+#include "gsoft/adapters/inject.h"
+
+#include <torch/torch.h>
+
+#include <iomanip>
+#include <regex>
+#include <sstream>
+
+#include "gsoft/adapters/adaptable_linear.h"
+#include "gsoft/core/error.h"
+
+namespace gsoft {
+
+bool name_matches_suffix(const std::string& name, const std::string& suffix) {
+  if (name == suffix) return true;
+  return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+         name[name.size() - suffix.size() - 1] == '.';
+}
+
+namespace {
+bool matches_any(const std::vector<std::string>& suffixes, const std::string& name) {
+  for (const auto& s : suffixes)
+    if (name_matches_suffix(name, s)) return true;
+  return false;
+}
+}  // namespace
+
+bool is_target(const AdapterConfig& config, const std::string& name) {
+  if (name.empty() || matches_any(config.exclude_modules, name)) return false;
+  if (matches_any(config.target_modules, name)) return true;
+  if (config.target_regex.empty()) return false;
+  try {
+    return std::regex_match(name, std::regex(config.target_regex));
+  } catch (const std::regex_error& e) {
+    throw std::invalid_argument("target_regex '" + config.target_regex + "' is not a valid regex: " + e.what());
+  }
+}
+
+InjectionReport inject_adapters(torch::nn::Module& root, const AdapterConfig& config) {
+  config.validate();
+  InjectionReport report;
+  auto modules = root.named_modules("", /*include_self=*/false);
+  if (config.method == Method::Full) {
+    for (auto& p : root.parameters()) p.set_requires_grad(true);
+  } else {
+    for (auto& p : root.parameters()) p.set_requires_grad(false);
+    for (const auto& item : modules) {
+      if (!is_target(config, item.key())) continue;
+      auto* layer = dynamic_cast<AdaptableLinearImpl*>(item.value().get());
+      GSOFT_CHECK(layer != nullptr, to_string(config.method), ": target '", item.key(), "' is a ",
+                  item.value()->name(), "; adapters attach to gsoft::AdaptableLinear layers");
+      auto adapter = make_linear_adapter(config, layer->options.in_features(), layer->options.out_features(),
+                                         item.key());
+      layer->attach(adapter);
+      report.adapted.push_back({item.key(), layer->options.in_features(), layer->options.out_features(),
+                                adapter->num_parameters()});
+      report.adapter_params += adapter->num_parameters();
+    }
+    std::string targets;
+    for (const auto& t : config.target_modules) targets += (targets.empty() ? "" : ", ") + t;
+    if (!config.target_regex.empty()) targets += (targets.empty() ? "regex " : ", regex ") + config.target_regex;
+    GSOFT_CHECK(!report.adapted.empty(), to_string(config.method), ": no module matched the targets (",
+                targets, ")");
+  }
+  for (const auto& item : modules) {
+    if (!matches_any(config.modules_to_save, item.key())) continue;
+    report.saved_modules.push_back(item.key());
+    for (auto& p : item.value()->parameters()) p.set_requires_grad(true);
+  }
+  for (const auto& p : root.parameters()) {
+    report.total_params += p.numel();
+    if (p.requires_grad()) report.trainable_params += p.numel();
+  }
+  return report;
+}
+
+std::string InjectionReport::to_string() const {
+  std::ostringstream os;
+  for (const auto& m : adapted)
+    os << std::left << std::setw(56) << m.name << " " << std::right << std::setw(6) << m.in_features << " -> "
+       << std::setw(6) << m.out_features << "  " << std::setw(10) << m.trainable_params << "\n";
+  for (const auto& s : saved_modules) os << std::left << std::setw(56) << s << " (trained in full)\n";
+  os << "adapted modules: " << adapted.size() << ", adapter parameters: " << adapter_params
+     << ", trainable: " << trainable_params << " of " << total_params << " ("
+     << std::fixed << std::setprecision(3)
+     << (total_params ? 100.0 * static_cast<double>(trainable_params) / static_cast<double>(total_params) : 0.0)
+     << "%)\n";
+  return os.str();
+}
+
+namespace {
+template <typename F>
+void for_each_adaptable(torch::nn::Module& root, F&& f) {
+  for (const auto& item : root.named_modules("", true))
+    if (auto* layer = dynamic_cast<AdaptableLinearImpl*>(item.value().get())) f(*layer);
+}
+}  // namespace
+
+void merge_adapters(torch::nn::Module& root, bool safe_merge) {
+  for_each_adaptable(root, [&](AdaptableLinearImpl& l) { l.merge(safe_merge); });
+}
+
+void unmerge_adapters(torch::nn::Module& root) {
+  for_each_adaptable(root, [](AdaptableLinearImpl& l) { l.unmerge(); });
+}
+
+}  // namespace gsoft

@@ -1,0 +1,42 @@
+// The one place that lists the adapter methods.
+#include "gsoft/core/error.h"
+#include "methods.h"
+
+namespace gsoft {
+
+int64_t LinearAdapter::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : named_parameters()) n += t.numel();
+  return n;
+}
+
+std::shared_ptr<LinearAdapter> make_linear_adapter(const AdapterConfig& config, int64_t in_features,
+                                                   int64_t out_features, const std::string& module_name) {
+  config.validate();
+  switch (config.method) {
+    case Method::GSOFT:
+    case Method::DoubleGSOFT: return adapters::make_gsoft(config, in_features, out_features, module_name);
+    case Method::OFT: return adapters::make_oft(config, in_features, out_features, module_name);
+    case Method::BOFT: return adapters::make_boft(config, in_features, out_features, module_name);
+    case Method::LoRA: return adapters::make_lora(config, in_features, out_features, module_name);
+    case Method::Full: break;
+  }
+  throw std::invalid_argument("method 'full' trains the base weights and has no adapter layer");
+}
+
+namespace adapters {
+
+int64_t resolve_nblocks(const AdapterConfig& c, int64_t features, const std::string& name, const char* side) {
+  const std::string where = name.empty() ? std::string(side) : "'" + name + "' " + side;
+  if (c.block_size > 0) {
+    GSOFT_CHECK(features % c.block_size == 0, to_string(c.method), ": ", where, " features (", features,
+                ") must be divisible by block_size (", c.block_size, ")");
+    return features / c.block_size;
+  }
+  GSOFT_CHECK(c.nblocks > 0 && features % c.nblocks == 0, to_string(c.method), ": ", where, " features (",
+              features, ") must be divisible by nblocks (", c.nblocks, ")");
+  return c.nblocks;
+}
+
+}  // namespace adapters
+}  // namespace gsoft

@@ -1,0 +1,189 @@
+// The rotation family: y = s * (Q_out W Q_in x) + b with GS chains Q_in (and Q_out), and an
+// optional magnitude vector s. GSOFT, Double GSOFT, OFT and BOFT differ only in how their
+// parameters become blocks.
+#include <torch/torch.h>
+
+#include "gsoft/core/error.h"
+#include "gsoft/gs/functional.h"
+#include "methods.h"
+
+namespace gsoft::adapters {
+namespace {
+
+// Blocks B -> B^{-T}: the chain with these blocks is Q^{-T} (for merge's inverse).
+std::vector<torch::Tensor> inverse_transpose(const std::vector<torch::Tensor>& blocks) {
+  std::vector<torch::Tensor> out;
+  for (const auto& b : blocks) out.push_back(torch::inverse(b).transpose(1, 2));
+  return out;
+}
+
+std::vector<torch::Tensor> as_float(const std::vector<torch::Tensor>& blocks) {
+  std::vector<torch::Tensor> out;
+  for (const auto& b : blocks) out.push_back(b.to(torch::kFloat32));
+  return out;
+}
+
+class RotationAdapter : public LinearAdapter {
+ public:
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& weight,
+                        const torch::Tensor& bias, bool /*training*/) const override {
+    auto h = functional::gs_apply(in_chain_, x, in_blocks());
+    auto y = torch::nn::functional::linear(h, weight);
+    if (has_out_) y = functional::gs_apply(out_chain_, y, out_blocks());
+    if (auto s = scale(); s.defined()) y = y * s;
+    return bias.defined() ? y + bias : y;
+  }
+
+  // W' = diag(s) Q_out W Q_in, through the structured apply on the rows of W (never a dense Q).
+  torch::Tensor merged_weight(const torch::Tensor& weight) const override {
+    torch::NoGradGuard no_grad;
+    auto m = functional::gs_apply_transpose(in_chain_, weight.to(torch::kFloat32), as_float(in_blocks()));
+    if (has_out_) m = functional::gs_apply(out_chain_, m.t(), as_float(out_blocks())).t();
+    if (auto s = scale(); s.defined()) m = s.to(torch::kFloat32).unsqueeze(1) * m;
+    return m.contiguous();
+  }
+
+  // W = Q_out^-1 diag(s)^-1 W' Q_in^-1, with block inverses (exact for every block map).
+  torch::Tensor unmerged_weight(const torch::Tensor& merged) const override {
+    torch::NoGradGuard no_grad;
+    auto m = merged.to(torch::kFloat32);
+    if (auto s = scale(); s.defined()) m = m / s.to(torch::kFloat32).unsqueeze(1);
+    if (has_out_)
+      m = functional::gs_apply_transpose(out_chain_, m.t(), inverse_transpose(as_float(out_blocks()))).t();
+    return functional::gs_apply(in_chain_, m, inverse_transpose(as_float(in_blocks()))).contiguous();
+  }
+
+ protected:
+  virtual std::vector<torch::Tensor> in_blocks() const = 0;
+  virtual std::vector<torch::Tensor> out_blocks() const { return {}; }
+  virtual torch::Tensor scale() const { return {}; }  // (out_features) or undefined
+
+  GSChain in_chain_;
+  GSChain out_chain_;
+  bool has_out_ = false;
+};
+
+torch::Tensor init_blocks(const AdapterConfig& c, int64_t k, int64_t b, bool free_map) {
+  if (!c.init_weights) return 0.1 * torch::randn({k, b, b});
+  return free_map ? torch::eye(b).expand({k, b, b}).clone() : torch::zeros({k, b, b});
+}
+
+// GSOFT (y = s * (W Q x) + b) and Double GSOFT (y = s * (Q_out W Q_in x) + b). Parameters hold
+// the raw pre-map blocks, as in the authors' code: gsoft_L, gsoft_R, gsoft_out_L, gsoft_out_R.
+class GSOFTAdapter : public RotationAdapter {
+ public:
+  GSOFTAdapter(const AdapterConfig& c, int64_t in, int64_t out, const std::string& name)
+      : method_(c.method), map_(c.parametrization), terms_(c.neumann_terms) {
+    const bool free_map = map_ == Parametrization::Free;
+    const int64_t k = resolve_nblocks(c, in, name, "in");
+    in_chain_ = gs_orthogonal_chain(in, k, c.layout);
+    L_ = init_blocks(c, k, in / k, free_map).requires_grad_(true);
+    R_ = init_blocks(c, k, in / k, free_map).requires_grad_(true);
+    if (method_ == Method::DoubleGSOFT) {
+      const int64_t ko = resolve_nblocks(c, out, name, "out");
+      out_chain_ = gs_orthogonal_chain(out, ko, c.layout);
+      has_out_ = true;
+      out_L_ = init_blocks(c, ko, out / ko, free_map).requires_grad_(true);
+      out_R_ = init_blocks(c, ko, out / ko, free_map).requires_grad_(true);
+    }
+    if (c.scale) s_ = (c.init_weights ? torch::ones({out}) : 1 + 0.1 * torch::randn({out})).requires_grad_(true);
+  }
+  Method method() const override { return method_; }
+  NamedTensors named_parameters() const override {
+    NamedTensors p{{"gsoft_L", L_}, {"gsoft_R", R_}};
+    if (has_out_) {
+      p.emplace_back("gsoft_out_L", out_L_);
+      p.emplace_back("gsoft_out_R", out_R_);
+    }
+    if (s_.defined()) p.emplace_back("gsoft_s", s_);
+    return p;
+  }
+
+ protected:
+  std::vector<torch::Tensor> in_blocks() const override {
+    return {functional::orthogonal_blocks(R_, map_, terms_), functional::orthogonal_blocks(L_, map_, terms_)};
+  }
+  std::vector<torch::Tensor> out_blocks() const override {
+    return {functional::orthogonal_blocks(out_R_, map_, terms_), functional::orthogonal_blocks(out_L_, map_, terms_)};
+  }
+  torch::Tensor scale() const override { return s_; }
+
+ private:
+  Method method_;
+  Parametrization map_;
+  int64_t terms_;
+  torch::Tensor L_, R_, out_L_, out_R_, s_;
+};
+
+// PEFT's OFT (>= 0.16): oft_R.weight (r, b(b-1)/2) holds the strict upper triangle U; Q = U - U^T.
+// PEFT rotates inputs by R^T with R = (I - Q)(I + Q)^-1 (exact) or R ~ (I + Q)(I - Q)^-1
+// (Neumann series). In gsoft's orientation, cayley(2U) = (I + Q)(I - Q)^-1 is the exact path's R^T
+// and cayley_neumann(-2U) is the Neumann path's R^T.
+class OFTAdapter : public RotationAdapter {
+ public:
+  OFTAdapter(const AdapterConfig& c, int64_t in, const std::string& name)
+      : neumann_(c.use_cayley_neumann), terms_(c.neumann_terms) {
+    const int64_t k = resolve_nblocks(c, in, name, "in");
+    b_ = in / k;
+    in_chain_ = GSChain({Permutation::identity(in), Permutation::identity(in)}, {{k, b_, b_}});
+    const int64_t len = b_ * (b_ - 1) / 2;
+    R_ = (c.init_weights ? torch::zeros({k, len}) : 0.1 * torch::randn({k, len})).requires_grad_(true);
+    auto idx = torch::triu_indices(b_, b_, 1);
+    flat_index_ = (idx[0] * b_ + idx[1]).contiguous();
+  }
+  Method method() const override { return Method::OFT; }
+  NamedTensors named_parameters() const override { return {{"oft_R.weight", R_}}; }
+
+ protected:
+  std::vector<torch::Tensor> in_blocks() const override {
+    const int64_t k = R_.size(0);
+    auto U = torch::zeros({k, b_ * b_}, R_.options()).index_copy(1, flat_index_, R_);
+    U = U.view({k, b_, b_});
+    return {neumann_ ? functional::cayley_neumann(-2 * U, terms_) : functional::cayley(2 * U)};
+  }
+
+ private:
+  bool neumann_;
+  int64_t terms_;
+  int64_t b_;
+  torch::Tensor R_, flat_index_;
+};
+
+// PEFT's BOFT: boft_R (m, N, b, b), boft_s (out, 1); inputs rotated by R^T (see boft_chain).
+class BOFTAdapter : public RotationAdapter {
+ public:
+  BOFTAdapter(const AdapterConfig& c, int64_t in, int64_t out, const std::string& name) {
+    const int64_t k = resolve_nblocks(c, in, name, "in");
+    const int64_t b = in / k, m = c.boft_n_butterfly_factor;
+    in_chain_ = boft_chain(in, b, m);
+    R_ = (c.init_weights ? torch::zeros({m, k, b, b}) : 0.1 * torch::randn({m, k, b, b})).requires_grad_(true);
+    s_ = (c.init_weights ? torch::ones({out, 1}) : 1 + 0.1 * torch::randn({out, 1})).requires_grad_(true);
+  }
+  Method method() const override { return Method::BOFT; }
+  NamedTensors named_parameters() const override { return {{"boft_R", R_}, {"boft_s", s_}}; }
+
+ protected:
+  std::vector<torch::Tensor> in_blocks() const override {
+    std::vector<torch::Tensor> blocks;
+    for (int64_t i = R_.size(0) - 1; i >= 0; --i) blocks.push_back(functional::cayley(R_[i]));
+    return blocks;
+  }
+  torch::Tensor scale() const override { return s_.view({-1}); }
+
+ private:
+  torch::Tensor R_, s_;
+};
+
+}  // namespace
+
+std::shared_ptr<LinearAdapter> make_gsoft(const AdapterConfig& c, int64_t in, int64_t out, const std::string& name) {
+  return std::make_shared<GSOFTAdapter>(c, in, out, name);
+}
+std::shared_ptr<LinearAdapter> make_oft(const AdapterConfig& c, int64_t in, int64_t, const std::string& name) {
+  return std::make_shared<OFTAdapter>(c, in, name);
+}
+std::shared_ptr<LinearAdapter> make_boft(const AdapterConfig& c, int64_t in, int64_t out, const std::string& name) {
+  return std::make_shared<BOFTAdapter>(c, in, out, name);
+}
+
+}  // namespace gsoft::adapters

@@ -1,0 +1,200 @@
+// Shared adapter tests, run for every row of method_cases().
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "adapters/method_cases.h"
+#include "gsoft/adapters/adaptable_linear.h"
+#include "gsoft/adapters/inject.h"
+#include "gsoft/gs/functional.h"
+#include "gsoft/ortho/block_maps.h"
+#include "support/helpers.h"
+
+using namespace gsoft;
+using gsoft::test::kIn;
+using gsoft::test::kOut;
+using gsoft::test::max_abs_diff;
+using gsoft::test::MethodCase;
+
+namespace {
+
+struct Net : torch::nn::Module {
+  Net() { layer = register_module("layer", AdaptableLinear(kIn, kOut)); }
+  AdaptableLinear layer{nullptr};
+};
+
+double rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return max_abs_diff(a, b) / std::max(1e-12, b.abs().max().item<double>());
+}
+
+}  // namespace
+
+class AdapterMethod : public ::testing::TestWithParam<MethodCase> {};
+
+TEST_P(AdapterMethod, IdentityAtInitialisation) {
+  Net net;
+  auto x = torch::randn({7, kIn});
+  auto before = net.layer(x);
+  inject_adapters(net, GetParam().config);
+  EXPECT_LT(max_abs_diff(net.layer(x), before), 1e-6);
+}
+
+TEST_P(AdapterMethod, ReportsTrainableParameters) {
+  Net net;
+  auto report = inject_adapters(net, GetParam().config);
+  ASSERT_EQ(report.adapted.size(), 1u);
+  EXPECT_EQ(report.adapted[0].name, "layer");
+  EXPECT_EQ(report.adapter_params, GetParam().expected_params);
+  EXPECT_EQ(report.trainable_params, GetParam().expected_params);
+  EXPECT_EQ(report.total_params, kIn * kOut + kOut + GetParam().expected_params);
+}
+
+TEST_P(AdapterMethod, MergeMatchesAdaptedForwardAndUnmergeRestores) {
+  Net net;
+  auto cfg = GetParam().config;
+  cfg.init_weights = false;  // a random, non-identity adapter
+  inject_adapters(net, cfg);
+  auto x = torch::randn({9, kIn});
+  auto w0 = net.layer->weight.detach().clone();
+  auto adapted = net.layer(x).detach();
+  net.layer->merge();
+  EXPECT_TRUE(net.layer->merged());
+  EXPECT_LT(rel_diff(net.layer(x).detach(), adapted), 1e-5);
+  auto w1 = net.layer->weight.detach().clone();
+  net.layer->merge();  // idempotent
+  EXPECT_TRUE(torch::equal(net.layer->weight.detach(), w1));
+  net.layer->unmerge();
+  EXPECT_FALSE(net.layer->merged());
+  EXPECT_LT(max_abs_diff(net.layer->weight.detach(), w0), 1e-5);
+  EXPECT_LT(rel_diff(net.layer(x).detach(), adapted), 1e-5);
+}
+
+TEST_P(AdapterMethod, OnlyAdapterParametersGetGradients) {
+  Net net;
+  auto cfg = GetParam().config;
+  cfg.init_weights = false;
+  inject_adapters(net, cfg);
+  net.layer(torch::randn({5, kIn})).pow(2).sum().backward();
+  EXPECT_FALSE(net.layer->weight.grad().defined());
+  EXPECT_FALSE(net.layer->bias.grad().defined());
+  int64_t with_grad = 0;
+  for (const auto& [name, t] : net.layer->adapter()->named_parameters()) {
+    ASSERT_TRUE(t.grad().defined()) << name;
+    EXPECT_GT(t.grad().abs().sum().item<double>(), 0) << name;
+    ++with_grad;
+  }
+  EXPECT_GT(with_grad, 0);
+  // Parameter names carry the method prefix and appear in the module's state.
+  const auto prefix = parameter_prefix(cfg.method);
+  for (const auto& item : net.named_parameters())
+    if (item.key() != "layer.weight" && item.key() != "layer.bias")
+      EXPECT_EQ(item.key().rfind("layer." + prefix, 0), 0u) << item.key();
+}
+
+TEST_P(AdapterMethod, DisabledAdapterIsTheBaseLayer) {
+  Net net;
+  auto x = torch::randn({4, kIn});
+  auto base = net.layer(x).detach();
+  auto cfg = GetParam().config;
+  cfg.init_weights = false;
+  inject_adapters(net, cfg);
+  EXPECT_GT(max_abs_diff(net.layer(x), base), 1e-4);
+  net.layer->set_adapter_enabled(false);
+  EXPECT_TRUE(torch::equal(net.layer(x).detach(), base));
+}
+
+TEST_P(AdapterMethod, SafeMergeRefusesNonFiniteAndLeavesWeight) {
+  Net net;
+  inject_adapters(net, GetParam().config);
+  auto w0 = net.layer->weight.detach().clone();
+  {
+    torch::NoGradGuard g;
+    net.layer->adapter()->named_parameters().front().second.fill_(std::numeric_limits<float>::quiet_NaN());
+  }
+  EXPECT_THROW(net.layer->merge(true), std::invalid_argument);
+  EXPECT_FALSE(net.layer->merged());
+  EXPECT_TRUE(torch::equal(net.layer->weight.detach(), w0));
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, AdapterMethod, ::testing::ValuesIn(gsoft::test::method_cases()),
+                         [](const auto& info) { return info.param.name; });
+
+// PEFT's OFT forward, written out: x rotated blockwise by R (einsum "...rk,rkc->...rc"), with
+// Q = U - U^T from the upper-triangle vector and R exact or Neumann.
+TEST(OFTAdapter, MatchesPEFTFormulas) {
+  for (bool neumann : {false, true}) {
+    auto cfg = gsoft::test::make_config(Method::OFT);
+    cfg.block_size = 8;
+    cfg.init_weights = false;
+    cfg.use_cayley_neumann = neumann;
+    AdaptableLinear layer(kIn, kOut);
+    layer->attach(make_linear_adapter(cfg, kIn, kOut));
+    auto vec = layer->adapter()->named_parameters()[0].second.detach();
+    const int64_t r = kIn / 8, b = 8;
+    auto idx = torch::triu_indices(b, b, 1);
+    auto U = torch::zeros({r, b, b});
+    U.index_put_({torch::indexing::Slice(), idx[0], idx[1]}, vec);
+    auto Q = U - U.transpose(1, 2);
+    auto I = torch::eye(b).expand({r, b, b});
+    torch::Tensor R;
+    if (neumann) {
+      auto Q2 = Q.matmul(Q), Q3 = Q2.matmul(Q), Q4 = Q3.matmul(Q);
+      R = I + 2 * Q + 2 * Q2 + 2 * Q3 + Q4;
+    } else {
+      R = torch::matmul(I - Q, torch::inverse(I + Q));
+    }
+    auto x = torch::randn({6, kIn});
+    auto xr = torch::einsum("nrk,rkc->nrc", {x.view({6, r, b}), R}).reshape({6, kIn});
+    auto expect = torch::nn::functional::linear(xr, layer->weight, layer->bias);
+    EXPECT_LT(max_abs_diff(layer(x), expect), 1e-5) << "neumann=" << neumann;
+  }
+}
+
+TEST(LoRAAdapter, MatchesFormula) {
+  auto cfg = gsoft::test::make_config(Method::LoRA);
+  cfg.r = 4;
+  cfg.lora_alpha = 16;
+  cfg.init_weights = false;
+  AdaptableLinear layer(kIn, kOut);
+  layer->attach(make_linear_adapter(cfg, kIn, kOut));
+  auto p = layer->adapter()->named_parameters();
+  auto x = torch::randn({3, kIn});
+  auto expect = torch::nn::functional::linear(x, layer->weight, layer->bias) + 4.0 * x.matmul(p[0].second.t()).matmul(p[1].second.t());
+  EXPECT_LT(max_abs_diff(layer(x), expect), 1e-5);
+}
+
+TEST(AdapterConfig, ValidationNamesFieldAndValues) {
+  auto cfg = gsoft::test::make_config(Method::GSOFT);
+  try {
+    cfg.validate();
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("exactly one of block_size and nblocks"), std::string::npos) << e.what();
+  }
+  cfg.block_size = 5;
+  AdaptableLinear layer(kIn, kOut);
+  try {
+    make_linear_adapter(cfg, kIn, kOut, "encoder.query");
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("'encoder.query' in features (32) must be divisible by block_size (5)"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(method_from_string("gsfot"), std::invalid_argument);
+  auto full = gsoft::test::make_config(Method::Full);
+  EXPECT_THROW(make_linear_adapter(full, kIn, kOut), std::invalid_argument);
+}
+
+TEST(AdaptableLinear, IsADropInLinear) {
+  torch::manual_seed(3);
+  torch::nn::Linear ref(torch::nn::LinearOptions(5, 3));
+  torch::manual_seed(3);
+  AdaptableLinear a(5, 3);
+  EXPECT_TRUE(torch::equal(ref->weight, a->weight));
+  EXPECT_TRUE(torch::equal(ref->bias, a->bias));
+  auto x = torch::randn({2, 5});
+  EXPECT_TRUE(torch::equal(ref(x), a(x)));
+  std::ostringstream os;
+  a->pretty_print(os);
+  EXPECT_EQ(os.str(), "gsoft::AdaptableLinear(in_features=5, out_features=3, bias=true)");
+  AdaptableLinear nb(torch::nn::LinearOptions(5, 3).bias(false));
+  EXPECT_FALSE(nb->bias.defined());
+}
