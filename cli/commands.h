@@ -18,5 +18,7 @@ using Runners = std::vector<Runner>;
 void setup_info(CLI::App& app, Runners& runners);
 void setup_demo(CLI::App& app, Runners& runners);
 void setup_bench(CLI::App& app, Runners& runners);
+void setup_merge(CLI::App& app, Runners& runners);
+void setup_adapter(CLI::App& app, Runners& runners);
 
 }  // namespace gsoft::cli

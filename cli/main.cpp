@@ -12,7 +12,8 @@
 namespace {
 
 using Setup = void (*)(CLI::App&, gsoft::cli::Runners&);
-const Setup kCommands[] = {gsoft::cli::setup_info, gsoft::cli::setup_demo, gsoft::cli::setup_bench};
+const Setup kCommands[] = {gsoft::cli::setup_info, gsoft::cli::setup_demo, gsoft::cli::setup_bench,
+                           gsoft::cli::setup_merge, gsoft::cli::setup_adapter};
 
 int usage_error(const CLI::App& app, const std::string& msg) {
   std::cerr << "error: " << msg << "\n\n" << app.help();

@@ -4,6 +4,7 @@
 
 #include <iomanip>
 #include <regex>
+#include <functional>
 #include <sstream>
 
 #include "gsoft/adapters/adaptable_linear.h"
@@ -89,10 +90,21 @@ std::string InjectionReport::to_string() const {
 }
 
 namespace {
+}  // namespace
+
+void for_each_adapted_layer(torch::nn::Module& root,
+                            const std::function<void(const std::string&, AdaptableLinearImpl&)>& f) {
+  // include_self would need the root in a shared_ptr; check it by hand instead.
+  if (auto* self = dynamic_cast<AdaptableLinearImpl*>(&root); self && self->adapter()) f("", *self);
+  for (const auto& item : root.named_modules("", /*include_self=*/false))
+    if (auto* layer = dynamic_cast<AdaptableLinearImpl*>(item.value().get()); layer && layer->adapter())
+      f(item.key(), *layer);
+}
+
+namespace {
 template <typename F>
 void for_each_adaptable(torch::nn::Module& root, F&& f) {
-  for (const auto& item : root.named_modules("", true))
-    if (auto* layer = dynamic_cast<AdaptableLinearImpl*>(item.value().get())) f(*layer);
+  for_each_adapted_layer(root, [&](const std::string&, AdaptableLinearImpl& l) { f(l); });
 }
 }  // namespace
 

@@ -24,6 +24,23 @@ std::shared_ptr<LinearAdapter> make_linear_adapter(const AdapterConfig& config, 
   throw std::invalid_argument("method 'full' trains the base weights and has no adapter layer");
 }
 
+std::vector<std::string> adapter_tensor_names(const AdapterConfig& config) {
+  switch (config.method) {
+    case Method::GSOFT:
+    case Method::DoubleGSOFT: {
+      std::vector<std::string> n{"gsoft_L", "gsoft_R"};
+      if (config.method == Method::DoubleGSOFT) n.insert(n.end(), {"gsoft_out_L", "gsoft_out_R"});
+      if (config.scale) n.push_back("gsoft_s");
+      return n;
+    }
+    case Method::OFT: return {"oft_R.weight"};
+    case Method::BOFT: return {"boft_R", "boft_s"};
+    case Method::LoRA: return {"lora_A.weight", "lora_B.weight"};
+    case Method::Full: return {};
+  }
+  return {};
+}
+
 namespace adapters {
 
 int64_t resolve_nblocks(const AdapterConfig& c, int64_t features, const std::string& name, const char* side) {

@@ -31,6 +31,9 @@ class LinearAdapter {
   int64_t num_parameters() const;
 };
 
+// The names of the tensors an adapter of this config holds (as named_parameters() reports them).
+std::vector<std::string> adapter_tensor_names(const AdapterConfig& config);
+
 // Builds the adapter `config.method` for a layer with the given sizes (the registry; `full` has
 // no adapter and is refused here). Throws naming the layer when the sizes do not fit the config.
 std::shared_ptr<LinearAdapter> make_linear_adapter(const AdapterConfig& config, int64_t in_features,

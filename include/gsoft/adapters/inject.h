@@ -3,6 +3,7 @@
 // config's targets, and freezes everything else except modules_to_save.
 #include <torch/nn/module.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,11 @@ bool is_target(const AdapterConfig& config, const std::string& name);
 // (naming the module and its type). For method `full` nothing is attached and every parameter
 // is trainable.
 InjectionReport inject_adapters(torch::nn::Module& root, const AdapterConfig& config);
+
+class AdaptableLinearImpl;
+// Calls f(name, layer) for every AdaptableLinear with an attached adapter, in tree order.
+void for_each_adapted_layer(torch::nn::Module& root,
+                            const std::function<void(const std::string&, AdaptableLinearImpl&)>& f);
 
 // Folds every attached adapter into its layer's weight (or takes it out again).
 void merge_adapters(torch::nn::Module& root, bool safe_merge = true);
