@@ -2,11 +2,15 @@
 #include <torch/torch.h>
 
 #include <iostream>
+#include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "commands.h"
+#include "gsoft/adapters/adaptable_linear.h"
 #include "gsoft/gs/functional.h"
+#include "gsoft/gs/chain.h"
 #include "gsoft/ortho/block_maps.h"
 #include "timing.h"
 
@@ -101,6 +105,110 @@ void run_bench_gs(const BenchGSOptions& opt) {
   }
 }
 
+struct BenchAdaptersOptions {
+  int64_t rows = 4096;
+  int64_t features = 768;
+  double min_seconds = 0.3;
+  bool merge = true;
+};
+
+AdapterConfig bench_config(Method m, int64_t block_size, int64_t factors = 1, int64_t rank = 8) {
+  AdapterConfig c;
+  c.method = m;
+  c.target_modules = {"layer"};
+  c.block_size = block_size;
+  c.boft_n_butterfly_factor = factors;
+  c.r = rank;
+  c.lora_alpha = static_cast<double>(rank);
+  c.init_weights = false;
+  return c;
+}
+
+// Time of merging GSOFT b = 8 into the 72 linear layers of RoBERTa-base (12 x {4 x 768->768,
+// 768->3072, 3072->768}): the adapters' structured merge vs a dense merge that builds
+// Q = P_L BD(L) P BD(R) from dense permutation and block-diagonal matrices, then diag(s) W Q.
+void bench_merge(double min_seconds) {
+  torch::NoGradGuard g;
+  std::vector<std::pair<int64_t, int64_t>> shapes;  // (in, out)
+  for (int l = 0; l < 12; ++l) {
+    for (int q = 0; q < 4; ++q) shapes.emplace_back(768, 768);
+    shapes.emplace_back(768, 3072);
+    shapes.emplace_back(3072, 768);
+  }
+  auto cfg = bench_config(Method::GSOFT, 8);
+  std::vector<torch::Tensor> weights;
+  std::vector<std::shared_ptr<LinearAdapter>> adapters;
+  for (auto [in, out] : shapes) {
+    weights.push_back(torch::randn({out, in}));
+    adapters.push_back(make_linear_adapter(cfg, in, out));
+  }
+  const double structured = median_ms(
+      [&] {
+        for (size_t i = 0; i < shapes.size(); ++i) adapters[i]->merged_weight(weights[i]);
+      },
+      1, 3, min_seconds);
+  const double dense = median_ms(
+      [&] {
+        for (size_t i = 0; i < shapes.size(); ++i) {
+          const int64_t n = shapes[i].first;
+          const auto chain = gs_orthogonal_chain(n, n / 8, cfg.layout);
+          std::map<std::string, torch::Tensor> p;
+          for (const auto& [name, t] : adapters[i]->named_parameters()) p[name] = t;
+          auto Q = chain.perms()[2].matrix()
+                       .matmul(functional::block_diag(functional::cayley(p.at("gsoft_L"))))
+                       .matmul(chain.perms()[1].matrix())
+                       .matmul(functional::block_diag(functional::cayley(p.at("gsoft_R"))));
+          (void)(p.at("gsoft_s").unsqueeze(1) * weights[i].matmul(Q));
+        }
+      },
+      1, 3, min_seconds);
+  nlohmann::json j{{"bench", "merge_roberta_base_gsoft_b8"}, {"layers", shapes.size()},
+                   {"structured_ms", structured}, {"dense_q_ms", dense}, {"speedup", dense / structured}};
+  std::cout << j.dump() << std::endl;
+}
+
+void run_bench_adapters(const BenchAdaptersOptions& opt) {
+  torch::manual_seed(0);
+  const int64_t n = opt.features;
+  struct Row {
+    std::string label;
+    std::optional<AdapterConfig> config;
+  };
+  std::vector<Row> rows{{"frozen", std::nullopt},
+                        {"gsoft_b8", bench_config(Method::GSOFT, 8)},
+                        {"double_gsoft_b8", bench_config(Method::DoubleGSOFT, 8)},
+                        {"oft_b16", bench_config(Method::OFT, 16)},
+                        {"boft_b8_m2", bench_config(Method::BOFT, 8, 2)},
+                        {"boft_b8_m4", bench_config(Method::BOFT, 8, 4)},
+                        {"lora_r8", bench_config(Method::LoRA, 0, 1, 8)}};
+  auto x = torch::randn({opt.rows, n});
+  auto gy = torch::randn({opt.rows, n});
+  for (const auto& row : rows) {
+    AdaptableLinear layer(n, n);
+    layer->weight.set_requires_grad(false);
+    layer->bias.set_requires_grad(false);
+    int64_t params = 0;
+    if (row.config) {
+      auto a = make_linear_adapter(*row.config, n, n);
+      layer->attach(a);
+      params = a->num_parameters();
+    }
+    const double fwd = median_ms(
+        [&] {
+          torch::NoGradGuard g;
+          layer(x);
+        },
+        2, 5, opt.min_seconds);
+    // x requires grad, as inside a network: backward computes dx and the adapter gradients.
+    auto xg = x.detach().requires_grad_(true);
+    const double fwdbwd = median_ms([&] { layer(xg).backward(gy); }, 2, 5, opt.min_seconds);
+    nlohmann::json j{{"method", row.label}, {"trainable_params", params}, {"fwd_ms", fwd}, {"fwdbwd_ms", fwdbwd},
+                     {"rows", opt.rows}, {"features", n}, {"threads", at::get_num_threads()}};
+    std::cout << j.dump() << std::endl;
+  }
+  if (opt.merge) bench_merge(opt.min_seconds);
+}
+
 }  // namespace
 
 void setup_bench(CLI::App& app, Runners& runners) {
@@ -117,6 +225,19 @@ void setup_bench(CLI::App& app, Runners& runners) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   runners.push_back({cmd, [gs] { run_bench_gs(*gs); }});
+
+  auto ad = std::make_shared<BenchAdaptersOptions>();
+  auto* acmd = bench->add_subcommand(
+      "adapters",
+      "Forward and forward+backward of a Linear with each adapter (base frozen, input requiring grad), "
+      "then the time to merge GSOFT into RoBERTa-base's 72 layers, structured vs dense Q");
+  acmd->add_option("--rows", ad->rows, "Batch rows")->capture_default_str()->check(CLI::PositiveNumber);
+  acmd->add_option("--features", ad->features, "in = out features (divisible by 16)")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  acmd->add_option("--min-seconds", ad->min_seconds, "Minimum timed seconds per measurement")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  acmd->add_flag("!--no-merge", ad->merge, "Skip the merge benchmark");
+  runners.push_back({acmd, [ad] { run_bench_adapters(*ad); }});
 }
 
 }  // namespace gsoft::cli

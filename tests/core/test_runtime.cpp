@@ -12,10 +12,12 @@ TEST(Runtime, ReportsVersionsThreadsAndSimd) {
   EXPECT_NE(info.simd_cpu, "");
 }
 
-// The setup script must make libtorch load OpenBLAS, not the reference BLAS (10x slower).
-TEST(Runtime, LibtorchLoadsOpenBLAS) {
+// The setup script must make libtorch load OpenBLAS, not the reference BLAS (10x slower), and
+// its OpenMP build, which shares libtorch's thread pool instead of oversubscribing the cores.
+TEST(Runtime, LibtorchLoadsOpenMPOpenBLAS) {
   const auto info = gsoft::runtime_info();
-  EXPECT_NE(info.blas_library.find("openblas"), std::string::npos) << info.blas_library;
+  EXPECT_NE(info.blas_library.find("openblas-openmp"), std::string::npos) << info.blas_library;
+  EXPECT_EQ(info.blas_library.find("openblas-pthread"), std::string::npos) << info.blas_library;
 }
 
 TEST(Runtime, SetThreadsValidatesAndApplies) {
