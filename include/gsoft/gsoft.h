@@ -1,5 +1,7 @@
 #pragma once
 // Umbrella header for the gsoft library.
+#include "gsoft/adapters/adaptable_conv2d.h"
+#include "gsoft/adapters/adaptable_layer.h"
 #include "gsoft/adapters/adaptable_linear.h"
 #include "gsoft/adapters/adapter.h"
 #include "gsoft/adapters/config.h"

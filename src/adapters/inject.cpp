@@ -7,7 +7,7 @@
 #include <functional>
 #include <sstream>
 
-#include "gsoft/adapters/adaptable_linear.h"
+#include "gsoft/adapters/adaptable_layer.h"
 #include "gsoft/core/error.h"
 
 namespace gsoft {
@@ -47,14 +47,13 @@ InjectionReport inject_adapters(torch::nn::Module& root, const AdapterConfig& co
     for (auto& p : root.parameters()) p.set_requires_grad(false);
     for (const auto& item : modules) {
       if (!is_target(config, item.key())) continue;
-      auto* layer = dynamic_cast<AdaptableLinearImpl*>(item.value().get());
+      auto* layer = dynamic_cast<AdaptableLayer*>(item.value().get());
       GSOFT_CHECK(layer != nullptr, to_string(config.method), ": target '", item.key(), "' is a ",
-                  item.value()->name(), "; adapters attach to gsoft::AdaptableLinear layers");
-      auto adapter = make_linear_adapter(config, layer->options.in_features(), layer->options.out_features(),
-                                         item.key());
+                  item.value()->name(), "; adapters attach to gsoft::AdaptableLinear and gsoft::AdaptableConv2d layers");
+      const int64_t in = layer->adapter_in_features(), out = layer->adapter_out_features();
+      auto adapter = make_linear_adapter(config, in, out, item.key());
       layer->attach(adapter);
-      report.adapted.push_back({item.key(), layer->options.in_features(), layer->options.out_features(),
-                                adapter->num_parameters()});
+      report.adapted.push_back({item.key(), in, out, adapter->num_parameters()});
       report.adapter_params += adapter->num_parameters();
     }
     std::string targets;
@@ -93,27 +92,27 @@ namespace {
 }  // namespace
 
 void for_each_adapted_layer(torch::nn::Module& root,
-                            const std::function<void(const std::string&, AdaptableLinearImpl&)>& f) {
+                            const std::function<void(const std::string&, AdaptableLayer&)>& f) {
   // include_self would need the root in a shared_ptr; check it by hand instead.
-  if (auto* self = dynamic_cast<AdaptableLinearImpl*>(&root); self && self->adapter()) f("", *self);
+  if (auto* self = dynamic_cast<AdaptableLayer*>(&root); self && self->adapter()) f("", *self);
   for (const auto& item : root.named_modules("", /*include_self=*/false))
-    if (auto* layer = dynamic_cast<AdaptableLinearImpl*>(item.value().get()); layer && layer->adapter())
+    if (auto* layer = dynamic_cast<AdaptableLayer*>(item.value().get()); layer && layer->adapter())
       f(item.key(), *layer);
 }
 
 namespace {
 template <typename F>
 void for_each_adaptable(torch::nn::Module& root, F&& f) {
-  for_each_adapted_layer(root, [&](const std::string&, AdaptableLinearImpl& l) { f(l); });
+  for_each_adapted_layer(root, [&](const std::string&, AdaptableLayer& l) { f(l); });
 }
 }  // namespace
 
 void merge_adapters(torch::nn::Module& root, bool safe_merge) {
-  for_each_adaptable(root, [&](AdaptableLinearImpl& l) { l.merge(safe_merge); });
+  for_each_adaptable(root, [&](AdaptableLayer& l) { l.merge(safe_merge); });
 }
 
 void unmerge_adapters(torch::nn::Module& root) {
-  for_each_adaptable(root, [](AdaptableLinearImpl& l) { l.unmerge(); });
+  for_each_adaptable(root, [](AdaptableLayer& l) { l.unmerge(); });
 }
 
 }  // namespace gsoft

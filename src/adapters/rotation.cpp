@@ -63,9 +63,11 @@ class RotationAdapter : public LinearAdapter {
   bool has_out_ = false;
 };
 
+// Identity blocks (zeros for the orthogonal maps, I for `free`); with init_weights=false, a small
+// random perturbation of them (PEFT's N(0, 0.1)).
 torch::Tensor init_blocks(const AdapterConfig& c, int64_t k, int64_t b, bool free_map) {
-  if (!c.init_weights) return 0.1 * torch::randn({k, b, b});
-  return free_map ? torch::eye(b).expand({k, b, b}).clone() : torch::zeros({k, b, b});
+  auto blocks = free_map ? torch::eye(b).expand({k, b, b}).clone() : torch::zeros({k, b, b});
+  return c.init_weights ? blocks : blocks + 0.1 * torch::randn({k, b, b});
 }
 
 // GSOFT (y = s * (W Q x) + b) and Double GSOFT (y = s * (Q_out W Q_in x) + b). Parameters hold

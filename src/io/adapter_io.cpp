@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "gsoft/adapters/adaptable_linear.h"
+#include "gsoft/adapters/adaptable_layer.h"
 #include "gsoft/core/error.h"
 #include "gsoft/io/atomic_file.h"
 #include "gsoft/io/safetensors.h"
@@ -189,7 +189,7 @@ static AdapterConfig parse_adapter_config(const json& j, const std::string& orig
 
 void save_adapter(const std::string& dir, torch::nn::Module& root, const AdapterConfig& config) {
   std::map<std::string, torch::Tensor> tensors;
-  for_each_adapted_layer(root, [&](const std::string& path, AdaptableLinearImpl& layer) {
+  for_each_adapted_layer(root, [&](const std::string& path, AdaptableLayer& layer) {
     for (const auto& [name, t] : layer.adapter()->named_parameters())
       tensors[kPeftKeyPrefix + path + "." + name] = t.detach().to(torch::kFloat32);
   });
@@ -257,8 +257,8 @@ InjectionReport load_adapter(const std::string& dir, torch::nn::Module& root) {
   const auto file = (fs::path(dir) / kAdapterModelFile).string();
   const auto modules = adapter_modules(adapter);
   auto report = inject_adapters(root, adapter.config);
-  std::map<std::string, AdaptableLinearImpl*> layers;
-  for_each_adapted_layer(root, [&](const std::string& path, AdaptableLinearImpl& l) { layers[path] = &l; });
+  std::map<std::string, AdaptableLayer*> layers;
+  for_each_adapted_layer(root, [&](const std::string& path, AdaptableLayer& l) { layers[path] = &l; });
   for (const auto& [module, ts] : modules) {
     auto it = layers.find(module);
     if (it == layers.end())
@@ -297,14 +297,17 @@ std::map<std::string, torch::Tensor> merge_checkpoint(const std::map<std::string
     if (w == base.end())
       throw std::runtime_error("module '" + module + "' named by the adapter is missing from the base checkpoint (no tensor '" +
                                wkey + "')");
-    GSOFT_CHECK(w->second.dim() == 2, "'", wkey, "' in the base checkpoint: expected a 2-D linear weight, got shape ",
+    GSOFT_CHECK(w->second.dim() == 2 || w->second.dim() == 4, "'", wkey,
+                "' in the base checkpoint: expected a linear (2-D) or conv2d (4-D) weight, got shape ",
                 format_shape(w->second.sizes()));
-    auto layer = make_linear_adapter(adapter.config, w->second.size(1), w->second.size(0), module);
+    // A conv weight (out, in, kh, kw) is the matrix out x (in * kh * kw) to the adapter.
+    auto w2 = w->second.reshape({w->second.size(0), -1}).to(torch::kFloat32);
+    auto layer = make_linear_adapter(adapter.config, w2.size(1), w2.size(0), module);
     for (auto& [name, dst] : layer->named_parameters()) {
       auto copy = dst;
       assign(copy, ts.at(name), kPeftKeyPrefix + module + "." + name, file);
     }
-    out[wkey] = layer->merged_weight(w->second.to(torch::kFloat32)).to(w->second.scalar_type());
+    out[wkey] = layer->merged_weight(w2).reshape(w->second.sizes()).to(w->second.scalar_type());
     r.merged_modules.push_back(module);
   }
   for (const auto& [key, t] : adapter.tensors) {

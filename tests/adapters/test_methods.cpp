@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "adapters/method_cases.h"
+#include "gsoft/adapters/adaptable_conv2d.h"
 #include "gsoft/adapters/adaptable_linear.h"
 #include "gsoft/adapters/inject.h"
 #include "gsoft/gs/functional.h"
@@ -197,4 +198,82 @@ TEST(AdaptableLinear, IsADropInLinear) {
   EXPECT_EQ(os.str(), "gsoft::AdaptableLinear(in_features=5, out_features=3, bias=true)");
   AdaptableLinear nb(torch::nn::LinearOptions(5, 3).bias(false));
   EXPECT_FALSE(nb->bias.defined());
+}
+
+// ---------------------------------------------------------------- Conv2d
+// The same table on a convolution whose weight is 48 x (4 * 2 * 4) = 48 x 32: non-square kernel,
+// stride, padding and dilation all different per axis.
+namespace {
+
+torch::nn::Conv2dOptions conv_options() {
+  return torch::nn::Conv2dOptions(4, kOut, {2, 4}).stride({2, 1}).padding({1, 2}).dilation({1, 2});
+}
+
+struct ConvNet : torch::nn::Module {
+  ConvNet() { layer = register_module("layer", AdaptableConv2d(conv_options())); }
+  AdaptableConv2d layer{nullptr};
+};
+
+// The base convolution, computed with the layer's own weights by libtorch.
+torch::Tensor F_conv(ConvNet& net, const torch::Tensor& x) {
+  const auto o = conv_options();
+  return torch::conv2d(x, net.layer->weight, net.layer->bias, {2, 1}, {1, 2}, {1, 2});
+}
+
+}  // namespace
+
+class AdapterMethodConv : public ::testing::TestWithParam<MethodCase> {};
+
+TEST_P(AdapterMethodConv, IdentityAtInitialisationForAnyInputSize) {
+  ConvNet net;
+  auto report = inject_adapters(net, GetParam().config);
+  EXPECT_EQ(report.adapter_params, GetParam().expected_params);
+  for (auto hw : std::vector<std::pair<int64_t, int64_t>>{{2, 7}, {5, 5}, {9, 13}}) {
+    auto x = torch::randn({2, 4, hw.first, hw.second});
+    auto base = F_conv(net, x);
+    EXPECT_LT(max_abs_diff(net.layer(x), base), 1e-5) << hw.first << "x" << hw.second;
+  }
+}
+
+TEST_P(AdapterMethodConv, MergedConvEqualsAdaptedConv) {
+  ConvNet net;
+  auto cfg = GetParam().config;
+  cfg.init_weights = false;
+  inject_adapters(net, cfg);
+  auto x = torch::randn({3, 4, 6, 11});
+  auto adapted = net.layer(x).detach();
+  auto w0 = net.layer->weight.detach().clone();
+  net.layer->merge();
+  EXPECT_LT(rel_diff(net.layer(x).detach(), adapted), 1e-5);
+  net.layer->unmerge();
+  EXPECT_LT(max_abs_diff(net.layer->weight.detach(), w0), 1e-5);
+  // Gradients reach the adapter through the patch path.
+  net.layer(x).sum().backward();
+  for (const auto& [name, t] : net.layer->adapter()->named_parameters()) EXPECT_TRUE(t.grad().defined()) << name;
+  EXPECT_FALSE(net.layer->weight.grad().defined());
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, AdapterMethodConv, ::testing::ValuesIn(gsoft::test::method_cases()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(AdaptableConv2d, IsADropInConv2dAndRefusesGroupedAdapters) {
+  torch::manual_seed(5);
+  torch::nn::Conv2d ref(conv_options());
+  torch::manual_seed(5);
+  AdaptableConv2d a(conv_options());
+  EXPECT_TRUE(torch::equal(ref->weight, a->weight));
+  EXPECT_TRUE(torch::equal(ref->bias, a->bias));
+  auto x = torch::randn({1, 4, 7, 9});
+  EXPECT_TRUE(torch::allclose(ref(x), a(x)));
+  AdaptableConv2d grouped(torch::nn::Conv2dOptions(4, 8, 3).groups(2));
+  EXPECT_TRUE(torch::allclose(grouped(torch::zeros({1, 4, 5, 5})), grouped->bias.view({1, 8, 1, 1}).expand({1, 8, 3, 3})));
+  auto cfg = gsoft::test::make_config(Method::LoRA);
+  try {
+    grouped->attach(make_linear_adapter(cfg, 18, 8));
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("grouped convolutions (groups=2) are not supported"), std::string::npos) << e.what();
+  }
+  AdaptableConv2d same(torch::nn::Conv2dOptions(4, 8, 3).padding(torch::kSame));
+  EXPECT_THROW(same->attach(make_linear_adapter(cfg, 36, 8)), std::invalid_argument);
 }

@@ -12,11 +12,11 @@
 
 #include <memory>
 
-#include "gsoft/adapters/adapter.h"
+#include "gsoft/adapters/adaptable_layer.h"
 
 namespace gsoft {
 
-class AdaptableLinearImpl : public torch::nn::Cloneable<AdaptableLinearImpl> {
+class AdaptableLinearImpl : public torch::nn::Cloneable<AdaptableLinearImpl>, public AdaptableLayer {
  public:
   AdaptableLinearImpl(int64_t in_features, int64_t out_features)
       : AdaptableLinearImpl(torch::nn::LinearOptions(in_features, out_features)) {}
@@ -27,28 +27,16 @@ class AdaptableLinearImpl : public torch::nn::Cloneable<AdaptableLinearImpl> {
   torch::Tensor forward(const torch::Tensor& x);
   void pretty_print(std::ostream& stream) const override;
 
-  // Attaches an adapter and registers its tensors. Throws if one is already attached.
-  void attach(std::shared_ptr<LinearAdapter> adapter);
-  const std::shared_ptr<LinearAdapter>& adapter() const { return adapter_; }
-
-  // Folds the adapter into `weight`. With safe_merge the result is checked for NaN/Inf before
-  // anything is written. Idempotent.
-  void merge(bool safe_merge = true);
-  // Restores the unmerged weight. Idempotent.
-  void unmerge();
-  bool merged() const { return merged_; }
-  // A disabled adapter leaves the layer computing linear(x, W, b) (unmerged weights only).
-  void set_adapter_enabled(bool enabled) { enabled_ = enabled; }
-  bool adapter_enabled() const { return enabled_; }
+  int64_t adapter_in_features() const override { return options.in_features(); }
+  int64_t adapter_out_features() const override { return options.out_features(); }
 
   torch::nn::LinearOptions options;
   torch::Tensor weight;
   torch::Tensor bias;
 
- private:
-  std::shared_ptr<LinearAdapter> adapter_;
-  bool merged_ = false;
-  bool enabled_ = true;
+ protected:
+  torch::nn::Module& self_module() override { return *this; }
+  torch::Tensor weight_matrix() const override { return weight; }
 };
 TORCH_MODULE(AdaptableLinear);
 

@@ -1,5 +1,5 @@
 #pragma once
-// Walks a module tree, attaches adapters to every AdaptableLinear whose dotted name matches the
+// Walks a module tree, attaches adapters to every AdaptableLinear or AdaptableConv2d whose dotted name matches the
 // config's targets, and freezes everything else except modules_to_save.
 #include <torch/nn/module.h>
 
@@ -33,14 +33,14 @@ bool name_matches_suffix(const std::string& name, const std::string& suffix);
 bool is_target(const AdapterConfig& config, const std::string& name);
 
 // Throws if nothing matched (naming the targets), or if a target is not an AdaptableLinear
-// (naming the module and its type). For method `full` nothing is attached and every parameter
+// (naming the module and its type) is not an adaptable layer. For method `full` nothing is attached and every parameter
 // is trainable.
 InjectionReport inject_adapters(torch::nn::Module& root, const AdapterConfig& config);
 
-class AdaptableLinearImpl;
-// Calls f(name, layer) for every AdaptableLinear with an attached adapter, in tree order.
+class AdaptableLayer;
+// Calls f(name, layer) for every adaptable layer with an attached adapter, in tree order.
 void for_each_adapted_layer(torch::nn::Module& root,
-                            const std::function<void(const std::string&, AdaptableLinearImpl&)>& f);
+                            const std::function<void(const std::string&, AdaptableLayer&)>& f);
 
 // Folds every attached adapter into its layer's weight (or takes it out again).
 void merge_adapters(torch::nn::Module& root, bool safe_merge = true);
