@@ -25,15 +25,7 @@ void AdaptableConv2dImpl::reset() {
   reset_parameters();
 }
 
-void AdaptableConv2dImpl::reset_parameters() {
-  // The same initialisation as torch::nn::Conv2d.
-  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
-  if (bias.defined()) {
-    const auto fan_in = std::get<0>(torch::nn::init::_calculate_fan_in_and_fan_out(weight));
-    const double bound = 1 / std::sqrt(static_cast<double>(fan_in));
-    torch::nn::init::uniform_(bias, -bound, bound);
-  }
-}
+void AdaptableConv2dImpl::reset_parameters() { init_like_torch(weight, bias); }
 
 int64_t AdaptableConv2dImpl::adapter_in_features() const {
   const auto k = options.kernel_size();

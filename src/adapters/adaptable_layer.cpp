@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 #include "gsoft/core/error.h"
 
 namespace gsoft {
@@ -11,6 +13,15 @@ namespace {
 struct ParameterHolderImpl : torch::nn::Module {};
 
 }  // namespace
+
+void AdaptableLayer::init_like_torch(torch::Tensor& weight, torch::Tensor& bias) {
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (bias.defined()) {
+    const auto fan_in = std::get<0>(torch::nn::init::_calculate_fan_in_and_fan_out(weight));
+    const double bound = 1 / std::sqrt(static_cast<double>(fan_in));
+    torch::nn::init::uniform_(bias, -bound, bound);
+  }
+}
 
 bool AdaptableLayer::adapter_active() const {
   if (merged_ && !enabled_)

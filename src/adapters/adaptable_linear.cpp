@@ -21,15 +21,7 @@ void AdaptableLinearImpl::reset() {
   reset_parameters();
 }
 
-void AdaptableLinearImpl::reset_parameters() {
-  // The same initialisation as torch::nn::Linear.
-  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
-  if (bias.defined()) {
-    const auto fan_in = std::get<0>(torch::nn::init::_calculate_fan_in_and_fan_out(weight));
-    const double bound = 1 / std::sqrt(static_cast<double>(fan_in));
-    torch::nn::init::uniform_(bias, -bound, bound);
-  }
-}
+void AdaptableLinearImpl::reset_parameters() { init_like_torch(weight, bias); }
 
 torch::Tensor AdaptableLinearImpl::forward(const torch::Tensor& x) {
   if (adapter_active()) return adapter_->forward(x, weight, bias, is_training());

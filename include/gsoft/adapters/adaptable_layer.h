@@ -40,6 +40,9 @@ class AdaptableLayer {
   virtual void check_attachable() const {}
   // True when forward should run the adapter.
   bool adapter_active() const;
+  // torch::nn::Linear / Conv2d's initialisation: kaiming_uniform(a = sqrt(5)) for the weight,
+  // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias (if defined).
+  static void init_like_torch(torch::Tensor& weight, torch::Tensor& bias);
 
   std::shared_ptr<LinearAdapter> adapter_;
   bool merged_ = false;
