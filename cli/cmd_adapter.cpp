@@ -29,7 +29,7 @@ void run_adapter_info(const AdapterInfoOptions& opt) {
               << ", scale " << (c.scale ? "on" : "off") << "\n";
   if (c.method == Method::LoRA) std::cout << "rank            " << c.r << ", alpha " << c.lora_alpha << "\n";
   int64_t total = 0;
-  for (const auto& [module, tensors] : io::adapter_modules(adapter)) {
+  for (const auto& [module, tensors] : io::split_adapter_tensors(adapter).modules) {
     int64_t n = 0;
     for (const auto& [name, t] : tensors) n += t.numel();
     total += n;

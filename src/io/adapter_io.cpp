@@ -216,11 +216,11 @@ LoadedAdapter read_adapter(const std::string& dir) {
   return a;
 }
 
-std::map<std::string, std::map<std::string, torch::Tensor>> adapter_modules(const LoadedAdapter& adapter) {
+AdapterTensors split_adapter_tensors(const LoadedAdapter& adapter) {
   const std::string file = kAdapterModelFile;
   const auto names = adapter_tensor_names(adapter.config);
   const std::string prefix = kPeftKeyPrefix;
-  std::map<std::string, std::map<std::string, torch::Tensor>> modules;
+  AdapterTensors out;
   for (const auto& [key, t] : adapter.tensors) {
     if (key.find(".oft_r") != std::string::npos)
       throw std::runtime_error(file + ": '" + key + "' is PEFT's OFT format before 0.16 (oft_r/oft_s), "
@@ -232,30 +232,32 @@ std::map<std::string, std::map<std::string, torch::Tensor>> adapter_modules(cons
     for (const auto& n : names) {
       if (rest.size() > n.size() + 1 && rest.compare(rest.size() - n.size(), n.size(), n) == 0 &&
           rest[rest.size() - n.size() - 1] == '.') {
-        modules[rest.substr(0, rest.size() - n.size() - 1)][n] = t;
+        out.modules[rest.substr(0, rest.size() - n.size() - 1)][n] = t;
         matched = true;
         break;
       }
     }
-    if (matched || adapter.config.method == Method::Full) continue;
-    bool saved = false;
+    if (matched) continue;
+    bool saved = adapter.config.method == Method::Full;
     for (const auto& s : adapter.config.modules_to_save)
       saved = saved || rest.find(s + ".") == 0 || rest.find("." + s + ".") != std::string::npos;
     if (!saved)
       throw std::runtime_error(file + ": unexpected tensor '" + key + "': not a " + to_string(adapter.config.method) +
                                " tensor and not under modules_to_save");
+    out.saved[rest] = t;
   }
-  for (const auto& [module, ts] : modules)
+  for (const auto& [module, ts] : out.modules)
     for (const auto& n : names)
       if (!ts.count(n))
         throw std::runtime_error(file + ": module '" + module + "' lacks tensor '" + prefix + module + "." + n + "'");
-  return modules;
+  return out;
 }
 
 InjectionReport load_adapter(const std::string& dir, torch::nn::Module& root) {
   const auto adapter = read_adapter(dir);
   const auto file = (fs::path(dir) / kAdapterModelFile).string();
-  const auto modules = adapter_modules(adapter);
+  const auto split = split_adapter_tensors(adapter);
+  const auto& modules = split.modules;
   auto report = inject_adapters(root, adapter.config);
   std::map<std::string, AdaptableLayer*> layers;
   for_each_adapted_layer(root, [&](const std::string& path, AdaptableLayer& l) { layers[path] = &l; });
@@ -272,14 +274,11 @@ InjectionReport load_adapter(const std::string& dir, torch::nn::Module& root) {
     if (!modules.count(name))
       throw std::runtime_error(file + ": has no tensors for the adapted module '" + name + "'");
   auto params = root.named_parameters();
-  for (const auto& [key, t] : adapter.tensors) {
-    const auto rest = key.substr(std::string(kPeftKeyPrefix).size());
-    bool is_adapter = false;
-    for (const auto& [module, ts] : modules) is_adapter = is_adapter || rest.rfind(module + ".", 0) == 0;
-    if (is_adapter) continue;
-    auto* p = params.find(rest);
-    if (!p) throw std::runtime_error(file + ": tensor '" + key + "' names parameter '" + rest + "', which the model lacks");
-    assign(*p, t, key, file);
+  for (const auto& [name, t] : split.saved) {
+    auto* p = params.find(name);
+    if (!p) throw std::runtime_error(file + ": tensor '" + kPeftKeyPrefix + name + "' names parameter '" + name +
+                                     "', which the model lacks");
+    assign(*p, t, kPeftKeyPrefix + name, file);
   }
   return report;
 }
@@ -288,10 +287,10 @@ std::map<std::string, torch::Tensor> merge_checkpoint(const std::map<std::string
                                                       const LoadedAdapter& adapter, MergeReport* report) {
   MergeReport local;
   MergeReport& r = report ? *report : local;
-  const auto modules = adapter_modules(adapter);
+  const auto split = split_adapter_tensors(adapter);
   std::map<std::string, torch::Tensor> out = base;
   const std::string file = kAdapterModelFile;
-  for (const auto& [module, ts] : modules) {
+  for (const auto& [module, ts] : split.modules) {
     const auto wkey = module + ".weight";
     auto w = base.find(wkey);
     if (w == base.end())
@@ -310,20 +309,16 @@ std::map<std::string, torch::Tensor> merge_checkpoint(const std::map<std::string
     out[wkey] = layer->merged_weight(w2).reshape(w->second.sizes()).to(w->second.scalar_type());
     r.merged_modules.push_back(module);
   }
-  for (const auto& [key, t] : adapter.tensors) {
-    const auto rest = key.substr(std::string(kPeftKeyPrefix).size());
-    bool is_adapter = false;
-    for (const auto& [module, ts] : modules) is_adapter = is_adapter || rest.rfind(module + ".", 0) == 0;
-    if (is_adapter) continue;
-    auto b = base.find(rest);
+  for (const auto& [name, t] : split.saved) {
+    auto b = base.find(name);
     if (b != base.end()) {
-      GSOFT_CHECK(b->second.sizes() == t.sizes(), "modules_to_save tensor '", key, "': shape ", format_shape(t.sizes()),
-                  " differs from the base's ", format_shape(b->second.sizes()));
-      out[rest] = t.to(b->second.scalar_type());
+      GSOFT_CHECK(b->second.sizes() == t.sizes(), "modules_to_save tensor '", kPeftKeyPrefix, name, "': shape ",
+                  format_shape(t.sizes()), " differs from the base's ", format_shape(b->second.sizes()));
+      out[name] = t.to(b->second.scalar_type());
     } else {
-      out[rest] = t;
+      out[name] = t;
     }
-    r.saved_modules_tensors.push_back(rest);
+    r.saved_modules_tensors.push_back(name);
   }
   r.copied_tensors = static_cast<int64_t>(base.size()) - static_cast<int64_t>(r.merged_modules.size());
   return out;

@@ -40,8 +40,13 @@ LoadedAdapter read_adapter(const std::string& dir);
 // model, and a tensor for a module the model lacks is an error naming it.
 InjectionReport load_adapter(const std::string& dir, torch::nn::Module& root);
 
-// Per adapted module: its path and the adapter tensors (names relative to the module).
-std::map<std::string, std::map<std::string, torch::Tensor>> adapter_modules(const LoadedAdapter& adapter);
+// The file's tensors, split: per adapted module, its adapter tensors (names relative to the
+// module); and the modules_to_save tensors, keyed by their model name (prefix removed).
+struct AdapterTensors {
+  std::map<std::string, std::map<std::string, torch::Tensor>> modules;
+  std::map<std::string, torch::Tensor> saved;
+};
+AdapterTensors split_adapter_tensors(const LoadedAdapter& adapter);
 
 struct MergeReport {
   std::vector<std::string> merged_modules;
