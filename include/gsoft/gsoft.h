@@ -17,5 +17,6 @@
 #include "gsoft/io/atomic_file.h"
 #include "gsoft/io/checkpoint.h"
 #include "gsoft/io/safetensors.h"
+#include "gsoft/models/encoder.h"
 #include "gsoft/ortho/block_maps.h"
 #include "gsoft/version.h"

@@ -1,0 +1,82 @@
+#pragma once
+// BERT and RoBERTa encoders with Hugging Face's module names, so checkpoints load by name and
+// adapter targets ("query", "value", "attention.output.dense", "intermediate.dense",
+// "output.dense") work unchanged. Every linear layer is a gsoft::AdaptableLinear.
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/nn/pimpl.h>
+
+#include <string>
+#include <vector>
+
+#include "gsoft/adapters/adaptable_linear.h"
+
+namespace gsoft {
+
+// The fields of a Hugging Face config.json that the encoders use. Missing fields take
+// transformers' defaults for the model type.
+struct EncoderConfig {
+  std::string model_type = "bert";  // "bert" or "roberta"
+  int64_t vocab_size = 30522;
+  int64_t hidden_size = 768;
+  int64_t num_hidden_layers = 12;
+  int64_t num_attention_heads = 12;
+  int64_t intermediate_size = 3072;
+  std::string hidden_act = "gelu";  // gelu, gelu_new, gelu_pytorch_tanh, relu
+  int64_t max_position_embeddings = 512;
+  int64_t type_vocab_size = 2;
+  double layer_norm_eps = 1e-12;
+  int64_t pad_token_id = 0;
+  int64_t num_labels = 2;
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  std::vector<std::string> architectures;
+
+  // Throws std::runtime_error naming `origin` and the field on a bad value.
+  static EncoderConfig from_json(const std::string& text, const std::string& origin = "config.json");
+  static EncoderConfig from_file(const std::string& path);
+  bool is_roberta() const { return model_type == "roberta"; }
+};
+
+struct EncoderOutput {
+  torch::Tensor last_hidden_state;  // (B, T, H)
+  torch::Tensor pooler_output;      // (B, H), undefined without a pooler
+};
+
+class EncoderModelImpl : public torch::nn::Module {
+ public:
+  explicit EncoderModelImpl(const EncoderConfig& config, bool add_pooler = true);
+  // input_ids, attention_mask (1 = token, 0 = padding), token_type_ids: (B, T) int64.
+  // attention_mask and token_type_ids may be undefined (all ones / all zeros).
+  EncoderOutput forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                        const torch::Tensor& token_type_ids = {});
+
+  EncoderConfig config;
+};
+TORCH_MODULE(EncoderModel);
+
+// BertForSequenceClassification (classifier on the pooled output) and
+// RobertaForSequenceClassification (classifier.dense -> tanh -> classifier.out_proj on <s>), with
+// the encoder registered as "bert" or "roberta" as in Hugging Face.
+class SequenceClassifierImpl : public torch::nn::Module {
+ public:
+  explicit SequenceClassifierImpl(const EncoderConfig& config);
+  // Logits (B, num_labels). Dropout is off in eval mode.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
+                        const torch::Tensor& token_type_ids = {});
+
+  EncoderConfig config;
+  EncoderModel encoder{nullptr};
+};
+TORCH_MODULE(SequenceClassifier);
+
+// Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded index)
+// into a sequence classifier. A checkpoint of the bare encoder (keys without "bert."/"roberta.")
+// loads too, leaving the head as initialised. Old "LayerNorm.gamma"/"beta" names are accepted.
+// Throws naming every missing encoder tensor and the first shape mismatch (file, key, expected,
+// actual). Returns the names of the head tensors that were not in the checkpoint.
+std::vector<std::string> load_hf_checkpoint(SequenceClassifierImpl& model, const std::string& dir);
+
+}  // namespace gsoft
