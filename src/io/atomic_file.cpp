@@ -1,6 +1,7 @@
 #include "gsoft/io/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +20,10 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   if (fd_ < 0)
     throw std::runtime_error(path_ + ": cannot create a temporary file beside it: " + std::strerror(errno));
   tmp_ = buf.data();
+  // mkstemp creates 0600; give the final file the mode a plain create would (0666 & ~umask).
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  ::fchmod(fd_, 0666 & ~mask);
 }
 
 AtomicFile::~AtomicFile() {

@@ -117,6 +117,18 @@ TEST(Safetensors, RejectsMalformedFilesWithClearErrors) {
   fs::remove_all(dir);
 }
 
+TEST(Safetensors, WrittenFilesGetTheUmaskMode) {
+  auto dir = scratch_dir("mode");
+  const mode_t old = ::umask(022);
+  auto path = (dir / "m.safetensors").string();
+  io::write_safetensors(path, {{"a", torch::ones({2})}});
+  ::umask(old);
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+  fs::remove_all(dir);
+}
+
 TEST(Safetensors, FailedWriteLeavesExistingFileIntact) {
   auto dir = scratch_dir("atomic");
   auto path = (dir / "keep.safetensors").string();
