@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -205,13 +206,32 @@ EncoderOutput EncoderModelImpl::forward(const torch::Tensor& input_ids, const to
   return out;
 }
 
-SequenceClassifierImpl::SequenceClassifierImpl(const EncoderConfig& c) : config(c) {
+double glue_head_dropout(const std::string& task) {
+  static const std::map<std::string, double> kDropout{{"cola", 0.1}, {"mnli", 0.15}, {"mrpc", 0.0}, {"qnli", 0.1},
+                                                      {"qqp", 0.15}, {"rte", 0.2},   {"sst2", 0.0}, {"stsb", 0.2}};
+  auto it = kDropout.find(task);
+  if (it != kDropout.end()) return it->second;
+  throw std::invalid_argument("unknown GLUE task '" + task + "'; expected one of: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb");
+}
+
+torch::Tensor sequence_classification_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  GSOFT_CHECK(logits.dim() == 2 && labels.dim() == 1 && labels.size(0) == logits.size(0),
+              "loss: expected logits (B, C) and labels (B), got ", format_shape(logits.sizes()), " and ",
+              format_shape(labels.sizes()));
+  if (logits.size(1) == 1) return torch::mse_loss(logits.squeeze(1), labels.to(logits.dtype()));
+  GSOFT_CHECK(labels.scalar_type() == torch::kLong, "loss: classification labels must be int64, got ",
+              labels.scalar_type());
+  return torch::nn::functional::cross_entropy(logits, labels);
+}
+
+SequenceClassifierImpl::SequenceClassifierImpl(const EncoderConfig& c, HeadKind head, double dropout)
+    : config(c), head_kind(head), head_dropout(dropout < 0 ? c.hidden_dropout_prob : dropout) {
   // Hugging Face's RobertaForSequenceClassification has no pooler; BERT's uses it.
   encoder = register_module(c.is_roberta() ? "roberta" : "bert", EncoderModel(c, !c.is_roberta()));
-  if (c.is_roberta()) {
-    auto head = register_module("classifier", std::make_shared<Module>());
-    head->register_module("dense", AdaptableLinear(c.hidden_size, c.hidden_size));
-    head->register_module("out_proj", AdaptableLinear(c.hidden_size, c.num_labels));
+  if (c.is_roberta() || head == HeadKind::AuthorsGlue) {
+    auto classifier = register_module("classifier", std::make_shared<Module>());
+    classifier->register_module("dense", AdaptableLinear(c.hidden_size, c.hidden_size));
+    classifier->register_module("out_proj", AdaptableLinear(c.hidden_size, c.num_labels));
   } else {
     register_module("classifier", AdaptableLinear(c.hidden_size, c.num_labels));
   }
@@ -220,16 +240,18 @@ SequenceClassifierImpl::SequenceClassifierImpl(const EncoderConfig& c) : config(
 torch::Tensor SequenceClassifierImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                                               const torch::Tensor& token_type_ids) {
   auto out = encoder->forward(input_ids, attention_mask, token_type_ids);
-  const double p = config.hidden_dropout_prob;
+  const double p = head_dropout;
+  const bool train = is_training();
   auto head = named_children()["classifier"];
-  if (config.is_roberta()) {
+  if (config.is_roberta() || head_kind == HeadKind::AuthorsGlue) {
     auto dense = head->named_children()["dense"]->as<AdaptableLinearImpl>();
     auto proj = head->named_children()["out_proj"]->as<AdaptableLinearImpl>();
-    auto x = torch::dropout(out.last_hidden_state.select(1, 0), p, is_training());
-    x = torch::dropout(torch::tanh(dense->forward(x)), p, is_training());
+    auto x = out.last_hidden_state.select(1, 0);
+    if (head_kind == HeadKind::AuthorsGlue) return proj->forward(torch::dropout(torch::relu(dense->forward(x)), p, train));
+    x = torch::dropout(torch::tanh(dense->forward(torch::dropout(x, p, train))), p, train);
     return proj->forward(x);
   }
-  return head->as<AdaptableLinearImpl>()->forward(torch::dropout(out.pooler_output, p, is_training()));
+  return head->as<AdaptableLinearImpl>()->forward(torch::dropout(out.pooler_output, p, train));
 }
 
 std::vector<std::string> load_hf_checkpoint(SequenceClassifierImpl& model, const std::string& dir) {

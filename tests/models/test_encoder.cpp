@@ -227,3 +227,34 @@ TEST(Encoder, AdaptersAttachByHuggingFaceNames) {
   EXPECT_LT(max_abs_diff(model->forward(ids), before), 1e-5);
   fs::remove_all(dir);
 }
+
+TEST(Encoder, AuthorsGlueHeadAndLosses) {
+  for (bool roberta : {false, true}) {
+    auto t = random_checkpoint(roberta);
+    t["classifier.dense.weight"] = 0.3 * torch::randn({H, H});
+    t["classifier.dense.bias"] = 0.3 * torch::randn({H});
+    t["classifier.out_proj.weight"] = 0.3 * torch::randn({LABELS, H});
+    t["classifier.out_proj.bias"] = 0.3 * torch::randn({LABELS});
+    auto dir = write_checkpoint("glue", config_json(roberta ? "roberta" : "bert", "gelu"), t);
+    SequenceClassifier model(EncoderConfig::from_file((dir / "config.json").string()), HeadKind::AuthorsGlue,
+                             glue_head_dropout("rte"));
+    EXPECT_DOUBLE_EQ(model->head_dropout, 0.2);
+    EXPECT_TRUE(load_hf_checkpoint(*model, dir.string()).empty());
+    model->eval();
+    auto ids = torch::tensor({{3, 5, 6, 7, 2}, {3, 9, 8, 4, 2}}).to(torch::kLong);
+    torch::NoGradGuard g;
+    auto cls = model->encoder->forward(ids).last_hidden_state.select(1, 0);
+    auto expect = torch::relu(cls.matmul(t.at("classifier.dense.weight").t()) + t.at("classifier.dense.bias"))
+                      .matmul(t.at("classifier.out_proj.weight").t()) + t.at("classifier.out_proj.bias");
+    auto logits = model->forward(ids);
+    EXPECT_LT(max_abs_diff(logits, expect), 1e-5);
+    auto labels = torch::tensor({2, 0}).to(torch::kLong);
+    auto ce = -torch::log_softmax(logits, 1).gather(1, labels.unsqueeze(1)).mean();
+    EXPECT_LT(max_abs_diff(sequence_classification_loss(logits, labels), ce), 1e-6);
+    fs::remove_all(dir);
+  }
+  auto pred = torch::tensor({{0.5f}, {2.0f}});
+  EXPECT_NEAR(sequence_classification_loss(pred, torch::tensor({1.0f, 1.0f})).item<double>(), (0.25 + 1.0) / 2, 1e-6);
+  EXPECT_THROW(glue_head_dropout("sst5"), std::invalid_argument);
+  EXPECT_THROW(sequence_classification_loss(torch::zeros({2, 3}), torch::zeros({2})), std::invalid_argument);
+}

@@ -57,17 +57,35 @@ class EncoderModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(EncoderModel);
 
-// BertForSequenceClassification (classifier on the pooled output) and
-// RobertaForSequenceClassification (classifier.dense -> tanh -> classifier.out_proj on <s>), with
-// the encoder registered as "bert" or "roberta" as in Hugging Face.
+enum class HeadKind {
+  // BertForSequenceClassification (classifier on the pooled output) or
+  // RobertaForSequenceClassification (classifier.dense -> tanh -> classifier.out_proj on <s>).
+  HuggingFace,
+  // The head of the GSOFT authors' GLUE code: classifier.dense -> ReLU -> dropout ->
+  // classifier.out_proj on the first token of the last hidden state, for BERT and RoBERTa alike.
+  AuthorsGlue,
+};
+
+// The authors' per-task head dropout (cola 0.1, mnli 0.15, mrpc 0.0, qnli 0.1, qqp 0.15, rte 0.2,
+// sst2 0.0, stsb 0.2). Throws listing the tasks for an unknown one.
+double glue_head_dropout(const std::string& task);
+
+// Cross-entropy for logits (B, C > 1) against int64 labels (B); MSE for logits (B, 1) against
+// float labels (B), as for STS-B.
+torch::Tensor sequence_classification_loss(const torch::Tensor& logits, const torch::Tensor& labels);
+
+// A sequence classifier with the encoder registered as "bert" or "roberta", as in Hugging Face.
 class SequenceClassifierImpl : public torch::nn::Module {
  public:
-  explicit SequenceClassifierImpl(const EncoderConfig& config);
+  explicit SequenceClassifierImpl(const EncoderConfig& config, HeadKind head = HeadKind::HuggingFace,
+                                  double head_dropout = -1);  // < 0: hidden_dropout_prob
   // Logits (B, num_labels). Dropout is off in eval mode.
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                         const torch::Tensor& token_type_ids = {});
 
   EncoderConfig config;
+  HeadKind head_kind;
+  double head_dropout;
   EncoderModel encoder{nullptr};
 };
 TORCH_MODULE(SequenceClassifier);
