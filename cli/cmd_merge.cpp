@@ -1,11 +1,9 @@
 // gsoft merge: fold an adapter into a plain safetensors checkpoint, without a model definition.
 #include <chrono>
-#include <filesystem>
 #include <iostream>
 
 #include "commands.h"
 #include "gsoft/io/adapter_io.h"
-#include "gsoft/io/checkpoint.h"
 
 namespace gsoft::cli {
 namespace {
@@ -18,22 +16,12 @@ struct MergeOptions {
 
 void run_merge(const MergeOptions& opt) {
   const auto t0 = std::chrono::steady_clock::now();
-  auto base = io::read_checkpoint(opt.base);
-  auto adapter = io::read_adapter(opt.adapter);
-  std::cerr << "merge: " << to_string(adapter.config.method) << " adapter from " << opt.adapter << " into "
-            << base.tensors.size() << " tensors of " << opt.base << "\n";
-  io::MergeReport report;
-  auto merged = io::merge_checkpoint(base.tensors, adapter, &report);
-  auto metadata = base.metadata;
-  metadata["format"] = "pt";
-  metadata["gsoft_merged_adapter"] = to_string(adapter.config.method);
-  auto out = opt.out;
-  if (std::filesystem::is_directory(out)) out = (std::filesystem::path(out) / "model.safetensors").string();
-  io::write_safetensors(out, merged, metadata);
+  std::cerr << "merge: " << opt.adapter << " into " << opt.base << "\n";
+  const auto report = io::merge_to(opt.base, opt.adapter, opt.out);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cout << "merged " << report.merged_modules.size() << " modules, wrote " << report.saved_modules_tensors.size()
-            << " modules_to_save tensors, copied " << report.copied_tensors << " tensors unchanged -> " << out << " ("
-            << s << " s)\n";
+            << " modules_to_save tensors, copied " << report.copied_tensors << " tensors unchanged -> " << opt.out
+            << " (" << s << " s)\n";
 }
 
 }  // namespace
@@ -51,7 +39,10 @@ void setup_merge(CLI::App& app, Runners& runners) {
   cmd->add_option("--adapter", opt->adapter, "Adapter directory (adapter_config.json + adapter_model.safetensors)")
       ->required()
       ->check(CLI::ExistingDirectory);
-  cmd->add_option("--out", opt->out, "Output .safetensors file (or a directory: writes model.safetensors in it)")->required();
+  cmd->add_option("--out", opt->out,
+                  "Output .safetensors file, or a directory: model.safetensors plus the base directory's other files\n"
+                  "(config.json, tokenizer files), so it loads like the base")
+      ->required();
   runners.push_back({cmd, [opt] { run_merge(*opt); }});
 }
 

@@ -10,6 +10,7 @@
 #include "gsoft/adapters/adaptable_layer.h"
 #include "gsoft/core/error.h"
 #include "gsoft/io/atomic_file.h"
+#include "gsoft/io/checkpoint.h"
 #include "gsoft/io/safetensors.h"
 #include "gsoft/version.h"
 
@@ -322,6 +323,33 @@ std::map<std::string, torch::Tensor> merge_checkpoint(const std::map<std::string
   }
   r.copied_tensors = static_cast<int64_t>(base.size()) - static_cast<int64_t>(r.merged_modules.size());
   return out;
+}
+
+MergeReport merge_to(const std::string& base, const std::string& adapter_dir, const std::string& out) {
+  auto checkpoint = read_checkpoint(base);
+  MergeReport report;
+  auto merged = merge_checkpoint(checkpoint.tensors, read_adapter(adapter_dir), &report);
+  auto metadata = checkpoint.metadata;
+  metadata["format"] = "pt";
+  const bool to_dir = fs::is_directory(out) || fs::path(out).extension() != ".safetensors";
+  if (!to_dir) {
+    write_safetensors(out, merged, metadata);
+    return report;
+  }
+  fs::create_directories(out);
+  write_safetensors((fs::path(out) / "model.safetensors").string(), merged, metadata);
+  if (fs::is_directory(base)) {
+    for (const auto& entry : fs::directory_iterator(base)) {
+      const auto name = entry.path().filename().string();
+      const bool weights = entry.path().extension() == ".safetensors" || name == "model.safetensors.index.json";
+      if (!entry.is_regular_file() || weights) continue;
+      std::ifstream in(entry.path(), std::ios::binary);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      write_file_atomic((fs::path(out) / name).string(), ss.str());
+    }
+  }
+  return report;
 }
 
 }  // namespace gsoft::io

@@ -291,3 +291,27 @@ TEST(MergeCommand, MergesAndReportsErrors) {
   fs::remove_all(dir);
 }
 #endif
+
+// A checkpoint directory merges into a complete directory: weights plus the other files.
+TEST(MergeTo, WritesACompleteCheckpointDirectory) {
+  auto dir = scratch("merge_dir");
+  auto cfg = gsoft::test::make_config(Method::LoRA);
+  cfg.init_weights = false;
+  Net a;
+  std::map<std::string, torch::Tensor> base;
+  for (const auto& p : a.named_parameters()) base[p.key()] = p.value().detach().clone();
+  fs::create_directories(dir / "base");
+  io::write_safetensors((dir / "base" / "model.safetensors").string(), base);
+  io::write_file_atomic((dir / "base" / "config.json").string(), R"({"model_type":"bert"})");
+  io::write_file_atomic((dir / "base" / "tokenizer.json").string(), R"({"version":"1.0"})");
+  inject_adapters(a, cfg);
+  io::save_adapter((dir / "adapter").string(), a, cfg);
+  auto report = io::merge_to((dir / "base").string(), (dir / "adapter").string(), (dir / "out").string());
+  EXPECT_EQ(report.merged_modules, std::vector<std::string>{"layer"});
+  EXPECT_EQ(read(dir / "out" / "config.json"), R"({"model_type":"bert"})");
+  EXPECT_EQ(read(dir / "out" / "tokenizer.json"), R"({"version":"1.0"})");
+  a.layer->merge();
+  auto merged = io::read_checkpoint((dir / "out").string());
+  EXPECT_LT(max_abs_diff(merged.tensors.at("layer.weight"), a.layer->weight), 1e-5);
+  fs::remove_all(dir);
+}

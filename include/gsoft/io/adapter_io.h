@@ -60,4 +60,10 @@ struct MergeReport {
 std::map<std::string, torch::Tensor> merge_checkpoint(const std::map<std::string, torch::Tensor>& base,
                                                       const LoadedAdapter& adapter, MergeReport* report = nullptr);
 
+// Merges `adapter_dir` into the checkpoint at `base` (file or directory) and writes `out`:
+// a .safetensors file, or (when `out` is an existing directory or has no .safetensors suffix) a
+// directory holding model.safetensors plus every other file of a base directory (config.json,
+// tokenizer files), so the result loads like the base. Each file is written atomically.
+MergeReport merge_to(const std::string& base, const std::string& adapter_dir, const std::string& out);
+
 }  // namespace gsoft::io
