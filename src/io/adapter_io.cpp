@@ -13,6 +13,7 @@
 #include "gsoft/io/checkpoint.h"
 #include "gsoft/io/safetensors.h"
 #include "gsoft/version.h"
+#include "io/json_util.h"
 
 namespace gsoft::io {
 namespace fs = std::filesystem;
@@ -117,12 +118,7 @@ std::string adapter_config_to_json(const AdapterConfig& c) {
 }
 
 AdapterConfig adapter_config_from_json(const std::string& text, const std::string& origin) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(origin + ": not valid JSON: " + e.what());
-  }
+  const auto j = parse_json<json>(text, origin);
   if (!j.is_object()) throw std::runtime_error(origin + ": expected a JSON object");
   try {
     return parse_adapter_config(j, origin);

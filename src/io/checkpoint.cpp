@@ -1,5 +1,7 @@
 #include "gsoft/io/checkpoint.h"
 
+#include "io/json_util.h"
+
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -20,12 +22,7 @@ SafetensorsFile read_checkpoint(const std::string& path) {
   std::ifstream in(index);
   std::stringstream ss;
   ss << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(index.string() + ": not valid JSON: " + e.what());
-  }
+  const auto j = parse_json(ss.str(), index.string());
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     throw std::runtime_error(index.string() + ": expected an object with a \"weight_map\" object");
   std::map<std::string, std::vector<std::string>> by_shard;

@@ -16,6 +16,7 @@
 
 #include "gsoft/core/error.h"
 #include "gsoft/io/atomic_file.h"
+#include "io/json_util.h"
 
 namespace gsoft::io {
 namespace {
@@ -38,8 +39,6 @@ const DtypeInfo* find_dtype(const std::string& name) {
     if (name == d.name) return &d;
   return nullptr;
 }
-
-constexpr int kMaxJsonDepth = 16;
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw std::runtime_error(path + ": " + what);
@@ -99,22 +98,11 @@ SafetensorsFile read_safetensors(const std::string& path) {
     fail(path, "header length " + std::to_string(n) + " runs past the end of the file (" +
                    std::to_string(file.size()) + " bytes)");
   const char* hbegin = reinterpret_cast<const char*>(file.data() + 8);
-  nlohmann::json header;
   std::set<std::string> names;
   // nlohmann keeps the last of duplicate keys silently; the format forbids them, so catch them here.
-  auto on_event = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    if (depth > kMaxJsonDepth) fail(path, "header JSON nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-    if (event == nlohmann::json::parse_event_t::key && depth == 1) {
-      const auto key = parsed.get<std::string>();
-      if (!names.insert(key).second) fail(path, "duplicate tensor name '" + key + "'");
-    }
-    return true;
-  };
-  try {
-    header = nlohmann::json::parse(hbegin, hbegin + n, on_event);
-  } catch (const nlohmann::json::exception& e) {
-    fail(path, std::string("header is not valid JSON: ") + e.what());
-  }
+  const auto header = parse_json(hbegin, hbegin + n, path, [&](const std::string& key) {
+    if (!names.insert(key).second) fail(path, "duplicate tensor name '" + key + "'");
+  });
   if (!header.is_object()) fail(path, "header must be a JSON object");
   const uint64_t data_size = file.size() - 8 - n;
   const uint8_t* data = file.data() + 8 + n;

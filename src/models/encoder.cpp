@@ -13,6 +13,7 @@
 
 #include "gsoft/core/error.h"
 #include "gsoft/io/checkpoint.h"
+#include "io/json_util.h"
 
 namespace gsoft {
 namespace {
@@ -121,12 +122,7 @@ TORCH_MODULE(Embeddings);
 }  // namespace
 
 EncoderConfig EncoderConfig::from_json(const std::string& text, const std::string& origin) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(origin + ": not valid JSON: " + e.what());
-  }
+  const auto j = io::parse_json(text, origin);
   if (!j.is_object()) throw std::runtime_error(origin + ": expected a JSON object");
   EncoderConfig c;
   c.model_type = json_field<std::string>(j, "model_type", "bert", origin);

@@ -188,6 +188,7 @@ TEST(AdapterFormatPEFT, ClearErrors) {
   expect_error(R"({"peft_type":"LORA","use_dora":true,"target_modules":["q"]})", "use_dora");
   expect_error(R"({"peft_type":"GSOFT","layout":"offical","target_modules":["q"]})", "unknown GS layout 'offical'");
   expect_error(R"({"peft_type":"GSOFT","target_modules":[]})", "no targets");
+  expect_error(R"({"peft_type":"GSOFT","target_modules":)" + std::string(200000, '['), "nests deeper than 64");
 }
 
 TEST(AdapterFormatPEFT, LoadValidatesShapesAndModules) {

@@ -202,6 +202,12 @@ TEST(Encoder, OldNamesBareEncoderAndErrors) {
   EXPECT_THROW(EncoderConfig::from_json(R"({"model_type":"gpt2"})"), std::runtime_error);
   EXPECT_THROW(EncoderConfig::from_json(R"({"hidden_size":10,"num_attention_heads":4})"), std::runtime_error);
   EXPECT_THROW(EncoderConfig::from_json(R"({"hidden_act":"swish"})"), std::runtime_error);
+  try {
+    EncoderConfig::from_json(R"({"architectures":)" + std::string(200000, '['), "deep.json");
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("deep.json: JSON nests deeper than 64 levels"), std::string::npos) << e.what();
+  }
   for (auto& d : {dir, d2, d3}) fs::remove_all(d);
 }
 
