@@ -32,6 +32,13 @@ int64_t AdaptableConv2dImpl::adapter_in_features() const {
   return options.in_channels() / options.groups() * k->at(0) * k->at(1);
 }
 
+std::vector<int64_t> AdaptableConv2dImpl::peft_shape(const std::string& name, const torch::Tensor& t) const {
+  const auto k = options.kernel_size();
+  if (name == "lora_A.weight") return {t.size(0), options.in_channels() / options.groups(), k->at(0), k->at(1)};
+  if (name == "lora_B.weight") return {t.size(0), t.size(1), 1, 1};
+  return t.sizes().vec();
+}
+
 torch::Tensor AdaptableConv2dImpl::weight_matrix() const { return weight.view({options.out_channels(), -1}); }
 
 void AdaptableConv2dImpl::check_attachable() const {

@@ -54,7 +54,11 @@ std::string read_text(const fs::path& p) {
 std::string shape_of(const torch::Tensor& t) { return format_shape(t.sizes()); }
 
 // Copies `src` into `dst` after checking the shape; `key` and `file` name it in errors.
-void assign(torch::Tensor& dst, const torch::Tensor& src, const std::string& key, const std::string& file) {
+void assign(torch::Tensor& dst, const torch::Tensor& src_in, const std::string& key, const std::string& file) {
+  auto src = src_in;
+  // PEFT's conv LoRA tensors (r, in, kh, kw) / (out, r, 1, 1) flatten to gsoft's matrix view.
+  if (src.dim() == 4 && dst.dim() == 2 && src.size(0) == dst.size(0) && src.numel() == dst.numel())
+    src = src.reshape(dst.sizes());
   if (dst.sizes() != src.sizes())
     throw std::runtime_error("expected shape " + shape_of(dst) + " for '" + key + "' in " + file + ", got " + shape_of(src));
   torch::NoGradGuard g;
@@ -188,7 +192,7 @@ void save_adapter(const std::string& dir, torch::nn::Module& root, const Adapter
   std::map<std::string, torch::Tensor> tensors;
   for_each_adapted_layer(root, [&](const std::string& path, AdaptableLayer& layer) {
     for (const auto& [name, t] : layer.adapter()->named_parameters())
-      tensors[kPeftKeyPrefix + path + "." + name] = t.detach().to(torch::kFloat32);
+      tensors[kPeftKeyPrefix + path + "." + name] = t.detach().to(torch::kFloat32).reshape(layer.peft_shape(name, t));
   });
   for (const auto& item : root.named_modules("", false)) {
     bool saved = false;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "adapters/method_cases.h"
+#include "gsoft/adapters/adaptable_conv2d.h"
 #include "gsoft/adapters/adaptable_linear.h"
 #include "gsoft/io/adapter_io.h"
 #include "gsoft/io/atomic_file.h"
@@ -314,5 +315,37 @@ TEST(MergeTo, WritesACompleteCheckpointDirectory) {
   a.layer->merge();
   auto merged = io::read_checkpoint((dir / "out").string());
   EXPECT_LT(max_abs_diff(merged.tensors.at("layer.weight"), a.layer->weight), 1e-5);
+  fs::remove_all(dir);
+}
+
+// Conv LoRA is stored in PEFT's conv shapes and loads and merges back from them.
+TEST(AdapterFormatPEFT, ConvLoRAUsesPEFTShapes) {
+  auto dir = scratch("conv_lora");
+  struct ConvNet : torch::nn::Module {
+    ConvNet() { layer = register_module("layer", AdaptableConv2d(torch::nn::Conv2dOptions(3, 5, {2, 3}).padding(1))); }
+    AdaptableConv2d layer{nullptr};
+  };
+  auto cfg = gsoft::test::make_config(Method::LoRA);
+  cfg.r = 4;
+  cfg.init_weights = false;
+  ConvNet a, b;
+  {
+    torch::NoGradGuard g;
+    b.layer->weight.copy_(a.layer->weight);
+    b.layer->bias.copy_(a.layer->bias);
+  }
+  std::map<std::string, torch::Tensor> base{{"layer.weight", a.layer->weight.detach().clone()},
+                                            {"layer.bias", a.layer->bias.detach().clone()}};
+  inject_adapters(a, cfg);
+  io::save_adapter(dir.string(), a, cfg);
+  auto file = io::read_safetensors((dir / io::kAdapterModelFile).string());
+  EXPECT_EQ(file.tensors.at("base_model.model.layer.lora_A.weight").sizes(), (std::vector<int64_t>{4, 3, 2, 3}));
+  EXPECT_EQ(file.tensors.at("base_model.model.layer.lora_B.weight").sizes(), (std::vector<int64_t>{5, 4, 1, 1}));
+  io::load_adapter(dir.string(), b);
+  auto x = torch::randn({2, 3, 6, 7});
+  EXPECT_LT(max_abs_diff(b.layer(x), a.layer(x)), 1e-5);
+  auto merged = io::merge_checkpoint(base, io::read_adapter(dir.string()));
+  a.layer->merge();
+  EXPECT_LT(max_abs_diff(merged.at("layer.weight"), a.layer->weight), 1e-5);
   fs::remove_all(dir);
 }

@@ -30,6 +30,8 @@ class AdaptableConv2dImpl : public torch::nn::Cloneable<AdaptableConv2dImpl>, pu
 
   int64_t adapter_in_features() const override;
   int64_t adapter_out_features() const override { return options.out_channels(); }
+  // PEFT keeps conv LoRA as convolutions: lora_A.weight (r, in, kh, kw), lora_B.weight (out, r, 1, 1).
+  std::vector<int64_t> peft_shape(const std::string& name, const torch::Tensor& t) const override;
 
   torch::nn::Conv2dOptions options;
   torch::Tensor weight;  // (out, in / groups, kh, kw)

@@ -4,6 +4,8 @@
 #include <torch/nn/module.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "gsoft/adapters/adapter.h"
 
@@ -31,6 +33,11 @@ class AdaptableLayer {
   // A disabled adapter leaves the layer computing its base function (unmerged weights only).
   void set_adapter_enabled(bool enabled) { enabled_ = enabled; }
   bool adapter_enabled() const { return enabled_; }
+  // The shape PEFT stores adapter tensor `name` in for this kind of layer (the tensor's own shape
+  // unless a subclass says otherwise).
+  virtual std::vector<int64_t> peft_shape(const std::string& name, const torch::Tensor& t) const {
+    return t.sizes().vec();
+  }
 
  protected:
   // The module to register adapter tensors on, and its weight as (out, in_features).
