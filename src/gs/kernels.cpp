@@ -45,7 +45,8 @@ std::unique_ptr<T[], FreeDeleter> aligned_buffer(int64_t count) {
 #if GSOFT_AVX512
 // dst[j * ds + i] = rows[i][offset + j] for a 16 x 16 float block, in registers:
 // unpack pairs, shuffle quads, then a 4 x 4 transpose of 128-bit lanes.
-inline void transpose16x16(const float* const* rows, int64_t offset, float* dst, int64_t ds) {
+__attribute__((always_inline)) inline void transpose16x16(const float* const* rows, int64_t offset, float* dst,
+                                                          int64_t ds) {
   __m512 r[16], t[16], u[4][4];
   for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(rows[i] + offset);
   for (int g = 0; g < 4; ++g) {
