@@ -22,10 +22,8 @@ ChainPlan::ChainPlan(const GSChain& chain)
     : factors(chain.factors()),
       in_features(chain.in_features()),
       out_features(chain.out_features()) {
-  for (const auto& p : chain.perms()) {
-    sigma.push_back(p.sigma().data());
-    inverse.push_back(p.inverse().sigma());
-  }
+  for (const auto& p : chain.perms()) sigma.push_back(p.sigma().data());
+  out_inverse = chain.perms().back().inverse().sigma();
 }
 
 namespace {
@@ -316,9 +314,37 @@ inline T lane_sum(T* v) {
   return v[0];
 }
 
+// gBi (br x bc) += G · S^T for one block over the L lanes, G rows `grows`, S rows `src`: outer
+// products when the block has a multiple of 16 columns, grouped 16-way dot products otherwise,
+// scalar lane sums for what is left.
+template <typename T, int L>
+void accumulate_block_grad(const T* const* grows, const T* const* src, int64_t br, int64_t bc, T* gBi,
+                           [[maybe_unused]] T* scratch) {
+  int64_t done = 0;  // flattened pairs r * bc + c already accumulated
+#if GSOFT_AVX512
+  if constexpr (std::is_same_v<T, float> && L % 16 == 0) {
+    if (bc % 16 == 0) {
+      block_grad_outer<L>(grows, src, br, bc, gBi, scratch);
+      return;
+    }
+    done = block_grad_dot16<L>(grows, src, br, bc, gBi);
+  }
+#endif
+  for (int64_t r = done / bc; r < br; ++r) {
+    const T* g = grows[r];
+    for (int64_t c = (r == done / bc ? done % bc : 0); c < bc; ++c) {
+      T prod[L];
+      const T* sc = src[c];
+      for (int t = 0; t < L; ++t) prod[t] = g[t] * sc[t];
+      gBi[r * bc + c] += lane_sum<T, L>(prod);
+    }
+  }
+}
+
 // Backward through one factor. Row j of the output gradient is g_out + gout_index[j] * L
-// (gout_index null: row j). scratch holds L x block_cols values. Accumulates gB += g_out_block · in_block^T and, when g_in is not
-// null, scatters B^T g_out to the unpermuted input rows: g_in = P^T (B^T g_out).
+// (gout_index null: row j); scratch holds L x block_cols values. Accumulates
+// gB += g_out_block · in_block^T and, when g_in is not null, scatters B^T g_out to the unpermuted
+// input rows: g_in = P^T (B^T g_out).
 template <typename T, int L>
 void factor_backward(const BlockDiagShape& f, const T* B, const int64_t* sigma, const T* in,
                      const T* g_out, const int64_t* gout_index, T* gB, T* g_in, const T** src,
@@ -327,32 +353,7 @@ void factor_backward(const BlockDiagShape& f, const T* B, const int64_t* sigma, 
   for (int64_t i = 0; i < f.nblocks; ++i) {
     row_pointers<const T*, L>(in, sigma, i * bc, bc, src);
     row_pointers<const T*, L>(g_out, gout_index, i * br, br, grows);
-    T* gBi = gB + i * br * bc;
-#if GSOFT_AVX512
-    if constexpr (std::is_same_v<T, float> && L % 16 == 0) {
-      if (bc % 16 == 0) {
-        block_grad_outer<L>(grows, src, br, bc, gBi, scratch);
-        if (g_in) {
-          row_pointers<T*, L>(g_in, sigma, i * bc, bc, dst);
-          small_matmul<T, L>(B + i * br * bc, bc, br, grows, dst);
-        }
-        continue;
-      }
-    }
-#endif
-    int64_t done = 0;  // flattened pairs r * bc + c already accumulated
-#if GSOFT_AVX512
-    if constexpr (std::is_same_v<T, float> && L % 16 == 0) done = block_grad_dot16<L>(grows, src, br, bc, gBi);
-#endif
-    for (int64_t r = done / bc; r < br; ++r) {
-      const T* g = grows[r];
-      for (int64_t c = (r == done / bc ? done % bc : 0); c < bc; ++c) {
-        T prod[L];
-        const T* sc = src[c];
-        for (int t = 0; t < L; ++t) prod[t] = g[t] * sc[t];
-        gBi[r * bc + c] += lane_sum<T, L>(prod);
-      }
-    }
+    accumulate_block_grad<T, L>(grows, src, br, bc, gB + i * br * bc, scratch);
     if (g_in) {
       row_pointers<T*, L>(g_in, sigma, i * bc, bc, dst);
       small_matmul<T, L>(B + i * br * bc, bc, br, grows, dst);
@@ -393,7 +394,7 @@ void forward_impl(const ChainPlan& plan, const T* const* blocks, const T* x, T* 
       T* nxt = b.get();
       for (int64_t s = 0; s < m; ++s) {
         // The last factor writes straight into output order: y[i] = z[sigma_m(i)].
-        const int64_t* out_index = s + 1 == m ? plan.inverse[m].data() : nullptr;
+        const int64_t* out_index = s + 1 == m ? plan.out_inverse.data() : nullptr;
         factor_forward<T, L>(plan.factors[s], bt[s].data(), plan.sigma[s], cur, nxt, out_index,
                              src.data(), dst.data());
         std::swap(cur, nxt);
@@ -444,7 +445,7 @@ void backward_impl(const ChainPlan& plan, const T* const* blocks, const T* x, co
         T* gnext = g_b.get();
         for (int64_t s = m - 1; s >= 0; --s) {
           // y = P_m z, so the last factor's output gradient row j is gy row sigma_m^-1(j).
-          const int64_t* gout_index = s + 1 == m ? plan.inverse[m].data() : nullptr;
+          const int64_t* gout_index = s + 1 == m ? plan.out_inverse.data() : nullptr;
           const bool need_in = s > 0 || gx != nullptr;
           factor_backward<T, L>(plan.factors[s], blocks[s], plan.sigma[s], acts[s].get(), gcur,
                                 gout_index, gB[s], need_in ? gnext : nullptr, src.data(),

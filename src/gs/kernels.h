@@ -15,7 +15,7 @@ namespace gsoft::kernels {
 struct ChainPlan {
   std::vector<BlockDiagShape> factors;        // m factors
   std::vector<const int64_t*> sigma;          // m + 1 gather maps
-  std::vector<std::vector<int64_t>> inverse;  // inverse of each gather map (for backward)
+  std::vector<int64_t> out_inverse;           // inverse of the last map: where each output row lands
   int64_t in_features = 0;
   int64_t out_features = 0;
 
