@@ -35,6 +35,12 @@ std::string parameter_prefix(Method m) {
   return "";
 }
 
+bool is_adapter_parameter(const std::string& dotted_name) {
+  for (auto m : {Method::GSOFT, Method::OFT, Method::BOFT, Method::LoRA})
+    if (dotted_name.find("." + parameter_prefix(m)) != std::string::npos) return true;
+  return false;
+}
+
 void AdapterConfig::validate() const {
   GSOFT_CHECK(method == Method::Full || !target_modules.empty() || !target_regex.empty(),
               to_string(method), ": no targets; set target_modules or target_regex");

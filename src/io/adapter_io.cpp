@@ -3,9 +3,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "gsoft/adapters/adaptable_layer.h"
 #include "gsoft/core/error.h"
@@ -13,7 +11,7 @@
 #include "gsoft/io/checkpoint.h"
 #include "gsoft/io/safetensors.h"
 #include "gsoft/version.h"
-#include "io/json_util.h"
+#include "io/file_util.h"
 
 namespace gsoft::io {
 namespace fs = std::filesystem;
@@ -31,24 +29,6 @@ const char* peft_type(Method m) {
     case Method::Full: return "FULL";
   }
   return "";
-}
-
-template <typename T>
-T field(const json& j, const char* key, T fallback, const std::string& origin) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  try {
-    return j[key].get<T>();
-  } catch (const json::exception&) {
-    throw std::runtime_error(origin + ": field '" + key + "' has the wrong type: " + j[key].dump());
-  }
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  if (!in) throw std::runtime_error(p.string() + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 std::string shape_of(const torch::Tensor& t) { return format_shape(t.sizes()); }
@@ -132,43 +112,43 @@ AdapterConfig adapter_config_from_json(const std::string& text, const std::strin
 }
 
 static AdapterConfig parse_adapter_config(const json& j, const std::string& origin) {
-  const auto type = field<std::string>(j, "peft_type", "", origin);
+  const auto type = json_field<std::string>(j, "peft_type", "", origin);
   AdapterConfig c;
   if (type == "GSOFT") {
-    c.method = field<bool>(j, "double_gsoft", false, origin) ? Method::DoubleGSOFT : Method::GSOFT;
-    c.block_size = field<int64_t>(j, "block_size", 0, origin);
-    c.nblocks = field<int64_t>(j, "nblocks", 0, origin);
+    c.method = json_field<bool>(j, "double_gsoft", false, origin) ? Method::DoubleGSOFT : Method::GSOFT;
+    c.block_size = json_field<int64_t>(j, "block_size", 0, origin);
+    c.nblocks = json_field<int64_t>(j, "nblocks", 0, origin);
     if (c.block_size == 0 && c.nblocks == 0) c.block_size = 8;  // the authors' GLUE setting
-    c.parametrization = parametrization_from_string(field<std::string>(j, "parametrization", "cayley", origin));
-    c.neumann_terms = field<int64_t>(j, "num_cayley_neumann_terms", 5, origin);
-    c.layout = layout_from_string(field<std::string>(j, "layout", "official", origin));
-    c.scale = field<bool>(j, "scale", true, origin);
+    c.parametrization = parametrization_from_string(json_field<std::string>(j, "parametrization", "cayley", origin));
+    c.neumann_terms = json_field<int64_t>(j, "num_cayley_neumann_terms", 5, origin);
+    c.layout = layout_from_string(json_field<std::string>(j, "layout", "official", origin));
+    c.scale = json_field<bool>(j, "scale", true, origin);
   } else if (type == "OFT") {
     if (!j.contains("oft_block_size"))
       throw std::runtime_error(origin + ": OFT config without 'oft_block_size' is the format before PEFT 0.14, "
                                         "which PEFT itself no longer loads");
     c.method = Method::OFT;
-    c.nblocks = field<int64_t>(j, "r", 0, origin);
-    c.block_size = field<int64_t>(j, "oft_block_size", 32, origin);
+    c.nblocks = json_field<int64_t>(j, "r", 0, origin);
+    c.block_size = json_field<int64_t>(j, "oft_block_size", 32, origin);
     if (c.nblocks > 0 && c.block_size > 0) c.block_size = 0;  // PEFT: r wins when both are set
-    c.use_cayley_neumann = field<bool>(j, "use_cayley_neumann", true, origin);
-    c.neumann_terms = field<int64_t>(j, "num_cayley_neumann_terms", 5, origin);
-    if (field<bool>(j, "coft", false, origin) || field<bool>(j, "block_share", false, origin))
+    c.use_cayley_neumann = json_field<bool>(j, "use_cayley_neumann", true, origin);
+    c.neumann_terms = json_field<int64_t>(j, "num_cayley_neumann_terms", 5, origin);
+    if (json_field<bool>(j, "coft", false, origin) || json_field<bool>(j, "block_share", false, origin))
       throw std::runtime_error(origin + ": OFT with coft or block_share is not supported");
   } else if (type == "BOFT") {
     c.method = Method::BOFT;
-    c.block_size = field<int64_t>(j, "boft_block_size", 4, origin);
-    c.nblocks = field<int64_t>(j, "boft_block_num", 0, origin);
+    c.block_size = json_field<int64_t>(j, "boft_block_size", 4, origin);
+    c.nblocks = json_field<int64_t>(j, "boft_block_num", 0, origin);
     if (c.nblocks > 0 && c.block_size > 0)
       throw std::runtime_error(origin + ": set only one of boft_block_size (" + std::to_string(c.block_size) +
                                ") and boft_block_num (" + std::to_string(c.nblocks) + ")");
-    c.boft_n_butterfly_factor = field<int64_t>(j, "boft_n_butterfly_factor", 1, origin);
+    c.boft_n_butterfly_factor = json_field<int64_t>(j, "boft_n_butterfly_factor", 1, origin);
   } else if (type == "LORA") {
     c.method = Method::LoRA;
-    c.r = field<int64_t>(j, "r", 8, origin);
-    c.lora_alpha = field<double>(j, "lora_alpha", 8.0, origin);
-    c.lora_dropout = field<double>(j, "lora_dropout", 0.0, origin);
-    if (field<bool>(j, "use_rslora", false, origin) || field<bool>(j, "use_dora", false, origin))
+    c.r = json_field<int64_t>(j, "r", 8, origin);
+    c.lora_alpha = json_field<double>(j, "lora_alpha", 8.0, origin);
+    c.lora_dropout = json_field<double>(j, "lora_dropout", 0.0, origin);
+    if (json_field<bool>(j, "use_rslora", false, origin) || json_field<bool>(j, "use_dora", false, origin))
       throw std::runtime_error(origin + ": LoRA with use_rslora or use_dora is not supported");
   } else if (type == "FULL") {
     c.method = Method::Full;
@@ -178,11 +158,11 @@ static AdapterConfig parse_adapter_config(const json& j, const std::string& orig
   if (j.contains("target_modules") && j["target_modules"].is_string())
     c.target_regex = j["target_modules"].get<std::string>();
   else
-    c.target_modules = field<std::vector<std::string>>(j, "target_modules", {}, origin);
-  c.exclude_modules = field<std::vector<std::string>>(j, "exclude_modules", {}, origin);
-  c.modules_to_save = field<std::vector<std::string>>(j, "modules_to_save", {}, origin);
+    c.target_modules = json_field<std::vector<std::string>>(j, "target_modules", {}, origin);
+  c.exclude_modules = json_field<std::vector<std::string>>(j, "exclude_modules", {}, origin);
+  c.modules_to_save = json_field<std::vector<std::string>>(j, "modules_to_save", {}, origin);
   c.init_weights = !j.contains("init_weights") || !j["init_weights"].is_boolean() || j["init_weights"].get<bool>();
-  const auto bias = field<std::string>(j, "bias", "none", origin);
+  const auto bias = json_field<std::string>(j, "bias", "none", origin);
   if (bias != "none") throw std::runtime_error(origin + ": bias '" + bias + "' is not supported; expected 'none'");
   c.validate();
   return c;
@@ -212,7 +192,7 @@ void save_adapter(const std::string& dir, torch::nn::Module& root, const Adapter
 LoadedAdapter read_adapter(const std::string& dir) {
   const auto cfg_path = fs::path(dir) / kAdapterConfigFile;
   LoadedAdapter a;
-  a.config = adapter_config_from_json(read_text(cfg_path), cfg_path.string());
+  a.config = adapter_config_from_json(read_text_file(cfg_path.string()), cfg_path.string());
   a.tensors = read_safetensors((fs::path(dir) / kAdapterModelFile).string()).tensors;
   return a;
 }
@@ -343,10 +323,7 @@ MergeReport merge_to(const std::string& base, const std::string& adapter_dir, co
       const auto name = entry.path().filename().string();
       const bool weights = entry.path().extension() == ".safetensors" || name == "model.safetensors.index.json";
       if (!entry.is_regular_file() || weights) continue;
-      std::ifstream in(entry.path(), std::ios::binary);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      write_file_atomic((fs::path(out) / name).string(), ss.str());
+      write_file_atomic((fs::path(out) / name).string(), read_text_file(entry.path().string()));
     }
   }
   return report;

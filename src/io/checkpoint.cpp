@@ -1,12 +1,10 @@
 #include "gsoft/io/checkpoint.h"
 
-#include "io/json_util.h"
+#include "io/file_util.h"
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 namespace gsoft::io {
 
@@ -19,10 +17,7 @@ SafetensorsFile read_checkpoint(const std::string& path) {
   if (fs::exists(single)) return read_safetensors(single.string());
   if (!fs::exists(index))
     throw std::runtime_error(path + ": no model.safetensors or model.safetensors.index.json in this directory");
-  std::ifstream in(index);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const auto j = parse_json(ss.str(), index.string());
+  const auto j = parse_json(read_text_file(index.string()), index.string());
   if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
     throw std::runtime_error(index.string() + ": expected an object with a \"weight_map\" object");
   std::map<std::string, std::vector<std::string>> by_shard;

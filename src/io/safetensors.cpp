@@ -16,7 +16,7 @@
 
 #include "gsoft/core/error.h"
 #include "gsoft/io/atomic_file.h"
-#include "io/json_util.h"
+#include "io/file_util.h"
 
 namespace gsoft::io {
 namespace {

@@ -4,31 +4,19 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "gsoft/core/error.h"
 #include "gsoft/io/checkpoint.h"
-#include "io/json_util.h"
+#include "io/file_util.h"
 
 namespace gsoft {
 namespace {
 
 using torch::nn::Module;
-
-template <typename T>
-T json_field(const nlohmann::json& j, const char* key, T fallback, const std::string& origin) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  try {
-    return j[key].get<T>();
-  } catch (const nlohmann::json::exception&) {
-    throw std::runtime_error(origin + ": field '" + key + "' has the wrong type: " + j[key].dump());
-  }
-}
 
 torch::Tensor activation(const std::string& name, const torch::Tensor& x) {
   if (name == "gelu") return torch::gelu(x);
@@ -125,26 +113,26 @@ EncoderConfig EncoderConfig::from_json(const std::string& text, const std::strin
   const auto j = io::parse_json(text, origin);
   if (!j.is_object()) throw std::runtime_error(origin + ": expected a JSON object");
   EncoderConfig c;
-  c.model_type = json_field<std::string>(j, "model_type", "bert", origin);
+  c.model_type = io::json_field<std::string>(j, "model_type", "bert", origin);
   if (c.model_type != "bert" && c.model_type != "roberta")
     throw std::runtime_error(origin + ": model_type '" + c.model_type + "' is not supported; expected bert or roberta");
   if (c.is_roberta()) c.pad_token_id = 1;
-  c.vocab_size = json_field<int64_t>(j, "vocab_size", c.vocab_size, origin);
-  c.hidden_size = json_field<int64_t>(j, "hidden_size", c.hidden_size, origin);
-  c.num_hidden_layers = json_field<int64_t>(j, "num_hidden_layers", c.num_hidden_layers, origin);
-  c.num_attention_heads = json_field<int64_t>(j, "num_attention_heads", c.num_attention_heads, origin);
-  c.intermediate_size = json_field<int64_t>(j, "intermediate_size", c.intermediate_size, origin);
-  c.hidden_act = json_field<std::string>(j, "hidden_act", c.hidden_act, origin);
-  c.max_position_embeddings = json_field<int64_t>(j, "max_position_embeddings", c.max_position_embeddings, origin);
-  c.type_vocab_size = json_field<int64_t>(j, "type_vocab_size", c.type_vocab_size, origin);
-  c.layer_norm_eps = json_field<double>(j, "layer_norm_eps", c.layer_norm_eps, origin);
-  c.pad_token_id = json_field<int64_t>(j, "pad_token_id", c.pad_token_id, origin);
-  c.architectures = json_field<std::vector<std::string>>(j, "architectures", {}, origin);
-  c.hidden_dropout_prob = json_field<double>(j, "hidden_dropout_prob", c.hidden_dropout_prob, origin);
+  c.vocab_size = io::json_field<int64_t>(j, "vocab_size", c.vocab_size, origin);
+  c.hidden_size = io::json_field<int64_t>(j, "hidden_size", c.hidden_size, origin);
+  c.num_hidden_layers = io::json_field<int64_t>(j, "num_hidden_layers", c.num_hidden_layers, origin);
+  c.num_attention_heads = io::json_field<int64_t>(j, "num_attention_heads", c.num_attention_heads, origin);
+  c.intermediate_size = io::json_field<int64_t>(j, "intermediate_size", c.intermediate_size, origin);
+  c.hidden_act = io::json_field<std::string>(j, "hidden_act", c.hidden_act, origin);
+  c.max_position_embeddings = io::json_field<int64_t>(j, "max_position_embeddings", c.max_position_embeddings, origin);
+  c.type_vocab_size = io::json_field<int64_t>(j, "type_vocab_size", c.type_vocab_size, origin);
+  c.layer_norm_eps = io::json_field<double>(j, "layer_norm_eps", c.layer_norm_eps, origin);
+  c.pad_token_id = io::json_field<int64_t>(j, "pad_token_id", c.pad_token_id, origin);
+  c.architectures = io::json_field<std::vector<std::string>>(j, "architectures", {}, origin);
+  c.hidden_dropout_prob = io::json_field<double>(j, "hidden_dropout_prob", c.hidden_dropout_prob, origin);
   c.attention_probs_dropout_prob =
-      json_field<double>(j, "attention_probs_dropout_prob", c.attention_probs_dropout_prob, origin);
+      io::json_field<double>(j, "attention_probs_dropout_prob", c.attention_probs_dropout_prob, origin);
   if (j.contains("id2label") && j["id2label"].is_object()) c.num_labels = static_cast<int64_t>(j["id2label"].size());
-  c.num_labels = json_field<int64_t>(j, "num_labels", c.num_labels, origin);
+  c.num_labels = io::json_field<int64_t>(j, "num_labels", c.num_labels, origin);
   auto positive = [&](const char* name, int64_t v) {
     if (v < 1) throw std::runtime_error(origin + ": " + name + " must be positive, got " + std::to_string(v));
   };
@@ -168,11 +156,7 @@ EncoderConfig EncoderConfig::from_json(const std::string& text, const std::strin
 }
 
 EncoderConfig EncoderConfig::from_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error(path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return from_json(ss.str(), path);
+  return from_json(io::read_text_file(path), path);
 }
 
 EncoderModelImpl::EncoderModelImpl(const EncoderConfig& c, bool add_pooler) : config(c) {
@@ -269,9 +253,7 @@ std::vector<std::string> load_hf_checkpoint(SequenceClassifierImpl& model, const
   std::vector<std::string> missing_encoder, missing_head;
   torch::NoGradGuard g;
   for (auto& p : model.named_parameters()) {
-    if (p.key().find(".gsoft_") != std::string::npos || p.key().find(".lora_") != std::string::npos ||
-        p.key().find(".oft_") != std::string::npos || p.key().find(".boft_") != std::string::npos)
-      continue;  // adapter tensors come from adapter files
+    if (is_adapter_parameter(p.key())) continue;  // adapter tensors come from adapter files
     auto it = tensors.find(p.key());
     if (it == tensors.end()) {
       (p.key().rfind(prefix, 0) == 0 ? missing_encoder : missing_head).push_back(p.key());

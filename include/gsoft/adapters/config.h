@@ -18,6 +18,9 @@ std::string to_string(Method m);
 Method method_from_string(const std::string& s);
 // The method-specific prefix of adapter parameter names ("gsoft_", "oft_", "boft_", "lora_").
 std::string parameter_prefix(Method m);
+// Whether a dotted parameter name belongs to an adapter: some component after the first starts
+// with a method's prefix ("encoder.query.gsoft_L", "query.lora_A.weight").
+bool is_adapter_parameter(const std::string& dotted_name);
 
 struct AdapterConfig {
   Method method = Method::GSOFT;

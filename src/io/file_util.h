@@ -1,9 +1,12 @@
 #pragma once
-// The one way gsoft parses JSON from files (internal): size and nesting are capped before the
-// recursive parser can be driven into a stack overflow, and errors name the file.
+// How gsoft reads files and the JSON in them (internal): whole files read in one call, JSON size
+// and nesting capped before the recursive parser can be driven into a stack overflow, and every
+// error names the file.
+#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <sstream>
 #include <string>
 
 namespace gsoft::io {
@@ -34,6 +37,27 @@ Json parse_json(const char* begin, const char* end, const std::string& origin,
 template <typename Json = nlohmann::json>
 Json parse_json(const std::string& text, const std::string& origin) {
   return parse_json<Json>(text.data(), text.data() + text.size(), origin);
+}
+
+// The whole file as bytes; throws "<path>: cannot open".
+inline std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// j[key] as T, or `fallback` when it is missing or null; a value of the wrong type is an error
+// naming the file, the field and the value.
+template <typename T, typename Json>
+T json_field(const Json& j, const char* key, T fallback, const std::string& origin) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  try {
+    return j[key].template get<T>();
+  } catch (const typename Json::exception&) {
+    throw std::runtime_error(origin + ": field '" + key + "' has the wrong type: " + j[key].dump());
+  }
 }
 
 }  // namespace gsoft::io
