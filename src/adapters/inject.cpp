@@ -5,6 +5,7 @@
 #include <iomanip>
 #include <regex>
 #include <functional>
+#include <optional>
 #include <sstream>
 
 #include "gsoft/adapters/adaptable_layer.h"
@@ -26,16 +27,33 @@ bool matches_any(const std::vector<std::string>& suffixes, const std::string& na
 }
 }  // namespace
 
-bool is_target(const AdapterConfig& config, const std::string& name) {
-  if (name.empty() || matches_any(config.exclude_modules, name)) return false;
-  if (matches_any(config.target_modules, name)) return true;
-  if (config.target_regex.empty()) return false;
-  try {
-    return std::regex_match(name, std::regex(config.target_regex));
-  } catch (const std::regex_error& e) {
-    throw std::invalid_argument("target_regex '" + config.target_regex + "' is not a valid regex: " + e.what());
+namespace {
+
+// The config's targets with target_regex compiled once.
+class TargetMatcher {
+ public:
+  explicit TargetMatcher(const AdapterConfig& config) : config_(config) {
+    if (config.target_regex.empty()) return;
+    try {
+      regex_.emplace(config.target_regex);
+    } catch (const std::regex_error& e) {
+      throw std::invalid_argument("target_regex '" + config.target_regex + "' is not a valid regex: " + e.what());
+    }
   }
-}
+  bool operator()(const std::string& name) const {
+    if (name.empty() || matches_any(config_.exclude_modules, name)) return false;
+    if (matches_any(config_.target_modules, name)) return true;
+    return regex_ && std::regex_match(name, *regex_);
+  }
+
+ private:
+  const AdapterConfig& config_;
+  std::optional<std::regex> regex_;
+};
+
+}  // namespace
+
+bool is_target(const AdapterConfig& config, const std::string& name) { return TargetMatcher(config)(name); }
 
 InjectionReport inject_adapters(torch::nn::Module& root, const AdapterConfig& config) {
   config.validate();
@@ -45,8 +63,9 @@ InjectionReport inject_adapters(torch::nn::Module& root, const AdapterConfig& co
     for (auto& p : root.parameters()) p.set_requires_grad(true);
   } else {
     for (auto& p : root.parameters()) p.set_requires_grad(false);
+    const TargetMatcher is_target_module(config);
     for (const auto& item : modules) {
-      if (!is_target(config, item.key())) continue;
+      if (!is_target_module(item.key())) continue;
       auto* layer = dynamic_cast<AdaptableLayer*>(item.value().get());
       GSOFT_CHECK(layer != nullptr, to_string(config.method), ": target '", item.key(), "' is a ",
                   item.value()->name(), "; adapters attach to gsoft::AdaptableLinear and gsoft::AdaptableConv2d layers");
