@@ -8,6 +8,7 @@ PACKAGES=(
   libtorch-dev          # tensors, autograd, optimisers (1.13 on Debian 12)
   libopenblas-dev       # fast BLAS; the reference BLAS is ~10x slower
   libopenblas0-openmp   # OpenBLAS on OpenMP: shares libtorch's thread pool (see below)
+  libicu-dev            # Unicode for the tokenizers
   libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
 )
 
