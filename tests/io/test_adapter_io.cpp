@@ -35,12 +35,7 @@ struct Net : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x) { return head(layer(x)); }
 };
 
-fs::path scratch(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("gsoft_adapter_io_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+fs::path scratch(const std::string& name) { return gsoft::test::scratch_dir("adapter_io_" + name); }
 
 void copy_weights(Net& from, Net& to) {
   torch::NoGradGuard g;

@@ -14,12 +14,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch_dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("gsoft_test_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+using gsoft::test::scratch_dir;
 
 void write_raw(const fs::path& p, const std::string& header, const std::string& data) {
   std::ofstream f(p, std::ios::binary);

@@ -74,9 +74,7 @@ Tensors random_checkpoint(bool roberta) {
 }
 
 fs::path write_checkpoint(const std::string& name, const std::string& config, const Tensors& t) {
-  auto d = fs::temp_directory_path() / ("gsoft_encoder_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
+  auto d = gsoft::test::scratch_dir("encoder_" + name);
   io::write_file_atomic((d / "config.json").string(), config);
   io::write_safetensors((d / "model.safetensors").string(), t, {{"format", "pt"}});
   return d;
