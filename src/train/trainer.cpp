@@ -1,0 +1,271 @@
+#include "gsoft/train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <random>
+
+#include "gsoft/core/error.h"
+#include "gsoft/data/metrics.h"
+#include "gsoft/io/adapter_io.h"
+#include "gsoft/io/atomic_file.h"
+#include "gsoft/io/safetensors.h"
+#include "gsoft/models/encoder.h"
+#include "gsoft/train/optim.h"
+#include "io/file_util.h"
+
+namespace gsoft {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kCheckpoint = "checkpoint.safetensors";
+constexpr const char* kMetrics = "metrics.jsonl";
+
+// The options a resumed run must share with the checkpoint's run.
+json fingerprint(const TrainOptions& o, size_t n_train) {
+  return {{"epochs", o.epochs}, {"max_steps", o.max_steps}, {"batch_size", o.batch_size}, {"lr", o.lr},
+          {"head_lr", o.head_lr}, {"weight_decay", o.weight_decay}, {"warmup_steps", o.warmup_steps},
+          {"warmup_ratio", o.warmup_ratio}, {"max_grad_norm", o.max_grad_norm}, {"seed", o.seed},
+          {"train_examples", n_train}};
+}
+
+std::vector<ParamGroup> make_groups(SequenceClassifierImpl& model, const TrainOptions& o) {
+  ParamGroup body{"adapter", {}, o.lr, o.weight_decay}, body_nd{"adapter_no_decay", {}, o.lr, 0};
+  const double head_lr = o.head_lr > 0 ? o.head_lr : o.lr;
+  ParamGroup head{"head", {}, head_lr, o.weight_decay}, head_nd{"head_no_decay", {}, head_lr, 0};
+  for (const auto& p : model.named_parameters()) {
+    if (!p.value().requires_grad()) continue;
+    const std::string& n = p.key();
+    const bool no_decay = (n.size() >= 4 && n.compare(n.size() - 4, 4, "bias") == 0) || n.find("LayerNorm") != std::string::npos;
+    const bool is_head = n.rfind("classifier.", 0) == 0;
+    (is_head ? (no_decay ? head_nd : head) : (no_decay ? body_nd : body)).params.emplace_back(n, p.value());
+  }
+  std::vector<ParamGroup> groups;
+  for (auto* g : {&body, &body_nd, &head, &head_nd})
+    if (!g->params.empty()) groups.push_back(std::move(*g));
+  GSOFT_CHECK(!groups.empty(), "train: the model has no trainable parameters (inject an adapter first)");
+  return groups;
+}
+
+std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch));
+  std::shuffle(order.begin(), order.end(), rng);
+  return order;
+}
+
+// Replaces directory `dir` by a freshly written one: write into dir.tmp, then swap.
+void write_dir_atomically(const fs::path& dir, const std::function<void(const std::string&)>& write) {
+  const fs::path tmp = dir.string() + ".tmp", old = dir.string() + ".old";
+  fs::remove_all(tmp);
+  write(tmp.string());
+  fs::remove_all(old);
+  if (fs::exists(dir)) fs::rename(dir, old);
+  fs::rename(tmp, dir);
+  fs::remove_all(old);
+}
+
+void append_jsonl(const fs::path& path, const json& j) {
+  std::ofstream f(path, std::ios::app);
+  f << j.dump() << '\n';
+}
+
+// Keeps the log lines of steps up to `step`, so a resumed run's log reads like one run.
+void trim_metrics(const fs::path& path, int64_t step) {
+  if (!fs::exists(path)) return;
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    json j = json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("step", int64_t{0}) <= step) kept += line + "\n";
+  }
+  io::write_file_atomic(path.string(), kept);
+}
+
+torch::Tensor rng_state() { return at::detail::getDefaultCPUGenerator().get_state(); }
+void set_rng_state(const torch::Tensor& s) {
+  at::Generator g = at::detail::getDefaultCPUGenerator();  // a handle on the same generator
+  g.set_state(s);
+}
+
+}  // namespace
+
+EvalInfo evaluate_classifier(SequenceClassifierImpl& model, const std::vector<EncodedExample>& examples,
+                             const BatchOptions& batch, const std::vector<data::Metric>& metrics, int64_t batch_size) {
+  GSOFT_CHECK(!examples.empty(), "evaluate: no examples");
+  const torch::Tensor logits = predict_logits(model, examples, batch_size, batch);
+  torch::Tensor labels;
+  if (batch.regression) {
+    std::vector<float> l;
+    for (const auto& e : examples) l.push_back(e.label);
+    labels = torch::tensor(l, torch::kFloat);
+  } else {
+    std::vector<int64_t> l;
+    for (const auto& e : examples) l.push_back(static_cast<int64_t>(e.label));
+    labels = torch::tensor(l, torch::kLong);
+  }
+  EvalInfo info;
+  info.loss = sequence_classification_loss(logits, labels).item<double>();
+  std::vector<double> gold;
+  for (const auto& e : examples) gold.push_back(e.label);
+  info.metrics = data::compute_metrics(metrics, predictions_from_logits(logits), gold);
+  return info;
+}
+
+TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig& adapter, const TrainData& data,
+                             const TrainOptions& o, const TrainCallbacks& cb) {
+  GSOFT_CHECK(!o.out_dir.empty(), "train: out_dir is required");
+  GSOFT_CHECK(o.batch_size > 0, "train: batch_size must be positive, got ", o.batch_size);
+  GSOFT_CHECK(o.epochs > 0 || o.max_steps > 0, "train: epochs or max_steps must be positive, got epochs ", o.epochs,
+              " and max_steps ", o.max_steps);
+  GSOFT_CHECK(o.lr > 0, "train: lr must be positive, got ", o.lr);
+  GSOFT_CHECK(!data.train.empty(), "train: no training examples");
+  GSOFT_CHECK(data.eval.empty() || !data.metrics.empty(), "train: evaluation data needs at least one metric");
+  const fs::path out(o.out_dir);
+  fs::create_directories(out);
+
+  std::vector<ParamGroup> groups = make_groups(model, o);
+  std::vector<torch::Tensor> trainable;
+  std::map<std::string, torch::Tensor> by_name;
+  for (const auto& g : groups)
+    for (const auto& [n, p] : g.params) trainable.push_back(p), by_name[n] = p;
+  AdamW optimizer(groups);
+
+  const int64_t n = static_cast<int64_t>(data.train.size());
+  const int64_t per_epoch = (n + o.batch_size - 1) / o.batch_size;
+  const int64_t total = o.max_steps > 0 ? o.max_steps : o.epochs * per_epoch;
+  const int64_t epochs = (total + per_epoch - 1) / per_epoch;
+  const int64_t warmup = o.warmup_steps >= 0 ? o.warmup_steps : static_cast<int64_t>(std::llround(o.warmup_ratio * total));
+  const json print = fingerprint(o, data.train.size());
+
+  TrainResult result;
+  result.total_steps = total;
+  EvalInfo& best = result.best;
+  int64_t step = 0;
+  const fs::path ckpt = out / kCheckpoint;
+  if (o.resume && fs::exists(ckpt)) {
+    io::SafetensorsFile f = io::read_safetensors(ckpt.string());
+    const json saved = io::parse_json(f.metadata["options"], ckpt.string() + " options");
+    for (auto it = print.begin(); it != print.end(); ++it)
+      GSOFT_CHECK(saved.contains(it.key()) && saved[it.key()] == it.value(), ckpt.string(), ": written with ", it.key(),
+                  " = ", saved.value(it.key(), json()).dump(), ", but this run has ", it.key(), " = ", it.value().dump(),
+                  " (use another --out, or the same options)");
+    torch::NoGradGuard no_grad;
+    for (auto& [name, p] : by_name) {
+      auto t = f.tensors.find("param." + name);
+      GSOFT_CHECK(t != f.tensors.end(), ckpt.string(), ": no tensor for trainable parameter '", name, "'");
+      GSOFT_CHECK(t->second.sizes() == p.sizes(), ckpt.string(), ": '", name, "' has shape ", format_shape(t->second.sizes()),
+                  ", the model's is ", format_shape(p.sizes()));
+      p.copy_(t->second);
+    }
+    optimizer.load_state(f.tensors);
+    set_rng_state(f.tensors.at("rng.cpu"));
+    step = std::stoll(f.metadata.at("step"));
+    const json b = io::parse_json(f.metadata["best"], ckpt.string() + " best");
+    best.step = b.value("step", int64_t{-1});
+    best.loss = b.value("loss", 0.0);
+    best.metrics = b.value("metrics", std::map<std::string, double>{});
+    trim_metrics(out / kMetrics, step);
+    if (cb.on_event) cb.on_event("resumed from step " + std::to_string(step) + " of " + std::to_string(total));
+  } else {
+    torch::manual_seed(o.seed);
+    if (fs::exists(out / kMetrics)) fs::remove(out / kMetrics);
+  }
+  result.start_step = result.end_step = step;
+
+  auto save_checkpoint = [&](int64_t done) {
+    std::map<std::string, torch::Tensor> t = optimizer.state();
+    for (const auto& [name, p] : by_name) t["param." + name] = p.detach();
+    t["rng.cpu"] = rng_state();
+    const json b = {{"step", best.step}, {"loss", best.loss}, {"metrics", best.metrics}};
+    io::write_safetensors(ckpt.string(), t, {{"step", std::to_string(done)}, {"options", print.dump()}, {"best", b.dump()}});
+    if (cb.on_event) cb.on_event("checkpoint at step " + std::to_string(done));
+  };
+
+  const std::string main_metric = data.metrics.empty() ? "" : data::to_string(data.metrics[0]);
+  auto run_eval = [&](int64_t done) {
+    EvalInfo e = evaluate_classifier(model, data.eval, data.batch, data.metrics, std::max<int64_t>(o.batch_size, 32));
+    e.step = done;
+    e.best = best.step < 0 || e.metrics.at(main_metric) > best.metrics.at(main_metric);
+    json line = {{"type", "eval"}, {"step", done}, {"loss", e.loss}, {"best", e.best}};
+    for (const auto& [k, v] : e.metrics) line[k] = v;
+    if (e.best) {
+      best = e;
+      write_dir_atomically(out / "best", [&](const std::string& dir) {
+        io::save_adapter(dir, model, adapter);
+        io::write_file_atomic((fs::path(dir) / "eval.json").string(), line.dump(2) + "\n");
+      });
+    }
+    append_jsonl(out / kMetrics, line);
+    if (cb.on_eval) cb.on_eval(e);
+  };
+
+  std::vector<size_t> order;
+  int64_t order_epoch = -1;
+  const auto t0 = std::chrono::steady_clock::now();
+  double eval_seconds = 0;
+  model.train();
+  while (step < total) {
+    const int64_t epoch = step / per_epoch, pos = step % per_epoch;
+    if (epoch != order_epoch) order = epoch_order(data.train.size(), o.seed, epoch), order_epoch = epoch;
+    const size_t b0 = static_cast<size_t>(pos * o.batch_size);
+    const std::vector<size_t> idx(order.begin() + static_cast<std::ptrdiff_t>(b0),
+                                  order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), b0 + static_cast<size_t>(o.batch_size))));
+    const Batch batch = collate(data.train, idx, data.batch);
+    const torch::Tensor logits = model.forward(batch.input_ids, batch.attention_mask, batch.token_type_ids);
+    const torch::Tensor loss = sequence_classification_loss(logits, batch.labels);
+    const double lv = loss.item<double>();
+    if (!std::isfinite(lv))
+      throw std::runtime_error("step " + std::to_string(step + 1) + ": loss is " + std::to_string(lv) +
+                               "; training stopped. The last good checkpoint is " +
+                               (fs::exists(ckpt) ? ckpt.string() : std::string("(none yet)")) +
+                               "; try a lower learning rate or gradient clipping");
+    optimizer.zero_grad();
+    loss.backward();
+    const double norm = clip_grad_norm(trainable, o.max_grad_norm);
+    const double factor = linear_schedule(step, warmup, total);
+    optimizer.step(factor);
+    ++step;
+    result.end_step = step;
+    result.losses.push_back(lv);
+
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() - eval_seconds;
+    const int64_t taken = step - result.start_step;
+    StepInfo info{step, total, epoch + 1, epochs, lv, o.lr * factor, norm, taken / std::max(elapsed, 1e-9), 0};
+    info.eta_seconds = (total - step) / std::max(info.steps_per_second, 1e-9);
+    if (o.log_every > 0 && (step % o.log_every == 0 || step == total))
+      append_jsonl(out / kMetrics, {{"type", "train"}, {"step", step}, {"epoch", epoch + 1}, {"loss", lv},
+                                    {"lr", info.lr}, {"grad_norm", norm}});
+    if (cb.on_step) cb.on_step(info);
+
+    bool evaluated = false;
+    const bool eval_due = o.eval_every > 0 ? step % o.eval_every == 0 : step % per_epoch == 0;
+    if (!data.eval.empty() && (eval_due || step == total)) {
+      const auto e0 = std::chrono::steady_clock::now();
+      run_eval(step);
+      model.train();
+      eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
+      evaluated = true;
+    }
+    const bool stop = cb.should_stop && cb.should_stop();
+    const bool ckpt_due = o.checkpoint_every > 0 ? step % o.checkpoint_every == 0 : evaluated;
+    if (ckpt_due || step == total || stop) save_checkpoint(step);
+    if (stop && step < total) {
+      result.interrupted = true;
+      break;
+    }
+  }
+  result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() - eval_seconds;
+  if (!result.interrupted)
+    write_dir_atomically(out / "adapter", [&](const std::string& dir) { io::save_adapter(dir, model, adapter); });
+  return result;
+}
+
+}  // namespace gsoft
