@@ -15,10 +15,19 @@ struct Runner {
 };
 using Runners = std::vector<Runner>;
 
+// Thrown by a runner to end the program with this status after a clean stop (e.g. 130 after an
+// interrupt that saved a checkpoint).
+struct ExitStatus {
+  int code;
+};
+
 void setup_info(CLI::App& app, Runners& runners);
 void setup_demo(CLI::App& app, Runners& runners);
 void setup_bench(CLI::App& app, Runners& runners);
 void setup_merge(CLI::App& app, Runners& runners);
 void setup_adapter(CLI::App& app, Runners& runners);
+void setup_train(CLI::App& app, Runners& runners);
+void setup_eval(CLI::App& app, Runners& runners);
+void setup_predict(CLI::App& app, Runners& runners);
 
 }  // namespace gsoft::cli

@@ -2,10 +2,12 @@
 // exceptions; here they become a message and a non-zero exit status (2 for usage errors).
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <exception>
 #include <iostream>
 
 #include "commands.h"
+#include "json_config.h"
 #include "gsoft/core/runtime.h"
 #include "gsoft/version.h"
 
@@ -13,7 +15,8 @@ namespace {
 
 using Setup = void (*)(CLI::App&, gsoft::cli::Runners&);
 const Setup kCommands[] = {gsoft::cli::setup_info, gsoft::cli::setup_demo, gsoft::cli::setup_bench,
-                           gsoft::cli::setup_merge, gsoft::cli::setup_adapter};
+                           gsoft::cli::setup_merge, gsoft::cli::setup_adapter, gsoft::cli::setup_train,
+                           gsoft::cli::setup_eval, gsoft::cli::setup_predict};
 
 int usage_error(const CLI::App& app, const std::string& msg) {
   std::cerr << "error: " << msg << "\n\n" << app.help();
@@ -37,7 +40,14 @@ int main(int argc, char** argv) {
   app.allow_extras();
 
   try {
-    app.parse(argc, argv);
+    std::vector<std::string> args(argv + 1, argv + argc);
+    try {
+      args = gsoft::cli::expand_json_config(args);
+    } catch (const std::runtime_error& e) {
+      return usage_error(app, e.what());
+    }
+    std::reverse(args.begin(), args.end());  // CLI11 takes a vector last-first
+    app.parse(args);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
@@ -65,6 +75,10 @@ int main(int argc, char** argv) {
     // All cores by default: libgomp may start libtorch with a single thread.
     gsoft::set_num_threads(threads > 0 ? threads : gsoft::runtime_info().hardware_threads);
     chosen->run();
+  } catch (const gsoft::cli::ExitStatus& e) {
+    return e.code;
+  } catch (const CLI::ParseError& e) {  // option combinations checked when the command runs
+    return usage_error(app, e.what());
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 #include <link.h>
+#include <sys/resource.h>
 #include <torch/version.h>
 
 #include <climits>
@@ -71,5 +72,11 @@ void set_num_threads(int n) {
 }
 
 int num_threads() { return at::get_num_threads(); }
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
 
 }  // namespace gsoft

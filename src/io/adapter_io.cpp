@@ -326,6 +326,9 @@ MergeReport merge_to(const std::string& base, const std::string& adapter_dir, co
       write_file_atomic((fs::path(out) / name).string(), read_text_file(entry.path().string()));
     }
   }
+  // A trained classifier's adapter carries the config its head needs (labels, head kind).
+  const fs::path head_config = fs::path(adapter_dir) / "config.json";
+  if (fs::exists(head_config)) write_file_atomic((fs::path(out) / "config.json").string(), read_text_file(head_config.string()));
   return report;
 }
 

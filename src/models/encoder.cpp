@@ -131,7 +131,27 @@ EncoderConfig EncoderConfig::from_json(const std::string& text, const std::strin
   c.hidden_dropout_prob = io::json_field<double>(j, "hidden_dropout_prob", c.hidden_dropout_prob, origin);
   c.attention_probs_dropout_prob =
       io::json_field<double>(j, "attention_probs_dropout_prob", c.attention_probs_dropout_prob, origin);
-  if (j.contains("id2label") && j["id2label"].is_object()) c.num_labels = static_cast<int64_t>(j["id2label"].size());
+  if (j.contains("id2label") && j["id2label"].is_object()) {
+    std::map<int64_t, std::string> by_id;
+    for (auto it = j["id2label"].begin(); it != j["id2label"].end(); ++it) {
+      int64_t id = -1;
+      try {
+        id = std::stoll(it.key());
+      } catch (const std::exception&) {
+      }
+      if (id < 0 || !it.value().is_string())
+        throw std::runtime_error(origin + ": id2label entry \"" + it.key() + "\": " + it.value().dump() +
+                                 ", expected \"<id>\": \"<label>\"");
+      by_id[id] = it.value().get<std::string>();
+    }
+    for (const auto& [id, name] : by_id) c.label_names.push_back(name);
+    c.num_labels = static_cast<int64_t>(c.label_names.size());
+  }
+  c.problem_type = io::json_field<std::string>(j, "problem_type", "", origin);
+  c.classifier_head = io::json_field<std::string>(j, "gsoft_classifier_head", "", origin);
+  if (!c.classifier_head.empty() && c.classifier_head != "huggingface" && c.classifier_head != "authors_glue")
+    throw std::runtime_error(origin + ": gsoft_classifier_head '" + c.classifier_head +
+                             "', expected huggingface or authors_glue");
   c.num_labels = io::json_field<int64_t>(j, "num_labels", c.num_labels, origin);
   auto positive = [&](const char* name, int64_t v) {
     if (v < 1) throw std::runtime_error(origin + ": " + name + " must be positive, got " + std::to_string(v));

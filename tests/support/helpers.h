@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -26,6 +27,19 @@ inline std::filesystem::path scratch_dir(const std::string& name) {
 inline void write_text(const std::filesystem::path& p, const std::string& text) {
   std::ofstream f(p, std::ios::binary);
   f << text;
+}
+
+inline std::string read_text(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// Runs a shell command with stdout and stderr going to `log`; returns the exit status (-1 if it
+// did not exit normally).
+inline int run_command(const std::string& command, const std::filesystem::path& log) {
+  const std::string full = command + " > '" + log.string() + "' 2>&1";
+  const int rc = std::system(full.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
 inline Permutation random_permutation(int64_t n) {

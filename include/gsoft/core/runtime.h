@@ -20,4 +20,7 @@ RuntimeInfo runtime_info();
 void set_num_threads(int n);
 int num_threads();
 
+// The process's peak resident set size so far, in MiB (getrusage).
+double peak_rss_mb();
+
 }  // namespace gsoft

@@ -63,7 +63,8 @@ std::map<std::string, torch::Tensor> merge_checkpoint(const std::map<std::string
 // Merges `adapter_dir` into the checkpoint at `base` (file or directory) and writes `out`:
 // a .safetensors file, or (when `out` is an existing directory or has no .safetensors suffix) a
 // directory holding model.safetensors plus every other file of a base directory (config.json,
-// tokenizer files), so the result loads like the base. Each file is written atomically.
+// tokenizer files), so the result loads like the base; an adapter directory's own config.json (written
+// by `gsoft train`: labels and head) replaces the base's. Each file is written atomically.
 MergeReport merge_to(const std::string& base, const std::string& adapter_dir, const std::string& out);
 
 }  // namespace gsoft::io

@@ -33,6 +33,9 @@ struct EncoderConfig {
   double hidden_dropout_prob = 0.1;
   double attention_probs_dropout_prob = 0.1;
   std::vector<std::string> architectures;
+  std::vector<std::string> label_names;  // id2label in id order; empty when the config has none
+  std::string problem_type;              // "regression", "single_label_classification" or empty
+  std::string classifier_head;           // "authors_glue" selects HeadKind::AuthorsGlue (gsoft's own field)
 
   // Throws std::runtime_error naming `origin` and the field on a bad value.
   static EncoderConfig from_json(const std::string& text, const std::string& origin = "config.json");

@@ -1,0 +1,45 @@
+#pragma once
+// Progress lines for long commands, and SIGINT/SIGTERM turned into a polite stop request.
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <string>
+
+#include "gsoft/train/trainer.h"
+
+namespace gsoft::cli {
+
+inline std::string format_duration(double seconds) {
+  if (!(seconds >= 0) || seconds > 1e7) return "?";
+  const long s = static_cast<long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s / 60) % 60);
+  else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", s / 60, s % 60);
+  else std::snprintf(buf, sizeof buf, "%lds", s);
+  return buf;
+}
+
+inline std::string format_step(const StepInfo& s) {
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "step %lld/%lld | epoch %lld/%lld | loss %.4f | lr %.2e | %.2f it/s | ETA %s",
+                static_cast<long long>(s.step), static_cast<long long>(s.total_steps), static_cast<long long>(s.epoch),
+                static_cast<long long>(s.epochs), s.loss, s.lr, s.steps_per_second, format_duration(s.eta_seconds).c_str());
+  return buf;
+}
+
+// The first SIGINT or SIGTERM asks the trainer to save and stop; a second one kills as usual.
+inline std::atomic<bool>& stop_requested() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
+inline void install_stop_handlers() {
+  auto handler = [](int sig) {
+    stop_requested().store(true);
+    std::signal(sig, SIG_DFL);
+  };
+  std::signal(SIGINT, handler);
+  std::signal(SIGTERM, handler);
+}
+
+}  // namespace gsoft::cli

@@ -1,0 +1,36 @@
+#pragma once
+// A sequence classifier ready to train, evaluate or predict: a Hugging Face checkpoint directory
+// (config.json, weights, tokenizer.json), the task's labels and head, and optionally a trained
+// adapter directory whose config.json (written by `gsoft train`) fixes labels and head.
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gsoft/models/encoder.h"
+#include "gsoft/text/tokenizer.h"
+
+namespace gsoft {
+
+struct ClassifierOptions {
+  // The task's classes (their names as in the data), or regression. Empty and false: the config's.
+  std::vector<std::string> label_names;
+  bool regression = false;
+  std::optional<HeadKind> head;  // default: the config's gsoft_classifier_head, else Hugging Face's
+  double head_dropout = -1;      // < 0: hidden_dropout_prob
+};
+
+struct LoadedClassifier {
+  SequenceClassifier model{nullptr};
+  std::optional<Tokenizer> tokenizer;
+  EncoderConfig config;               // as built: num_labels, label_names, head
+  std::string config_json;            // config.json for the classifier (labels, architectures, head)
+  std::vector<std::string> missing;   // tensors not in the checkpoint, freshly initialised (the head)
+  bool regression() const { return config.problem_type == "regression"; }
+};
+
+// Throws std::runtime_error naming the file for a missing config.json or tokenizer.json, a
+// tokenizer whose vocabulary is larger than the model's, or an adapter that does not fit.
+LoadedClassifier load_classifier(const std::string& model_dir, const ClassifierOptions& options = {},
+                                 const std::string& adapter_dir = "");
+
+}  // namespace gsoft
