@@ -238,6 +238,8 @@ void setup_bench(CLI::App& app, Runners& runners) {
       ->check(CLI::PositiveNumber);
   acmd->add_flag("!--no-merge", ad->merge, "Skip the merge benchmark");
   runners.push_back({acmd, [ad] { run_bench_adapters(*ad); }});
+
+  setup_bench_train(bench, runners);
 }
 
 }  // namespace gsoft::cli

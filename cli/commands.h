@@ -26,6 +26,7 @@ void setup_demo(CLI::App& app, Runners& runners);
 void setup_bench(CLI::App& app, Runners& runners);
 void setup_merge(CLI::App& app, Runners& runners);
 void setup_adapter(CLI::App& app, Runners& runners);
+void setup_bench_train(CLI::App* bench, Runners& runners);
 void setup_train(CLI::App& app, Runners& runners);
 void setup_eval(CLI::App& app, Runners& runners);
 void setup_predict(CLI::App& app, Runners& runners);

@@ -1,0 +1,112 @@
+// gsoft bench train: tokens per second of a full training step (forward, backward, AdamW) of a
+// BERT-base-shaped classifier with random weights, for each adapter method, and the peak memory of
+// each. Every method runs in its own process (this program again, with --single) so that its peak
+// resident memory is its own.
+#include <torch/torch.h>
+
+#include <array>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "adapter_options.h"
+#include "commands.h"
+#include "gsoft/adapters/inject.h"
+#include "gsoft/core/runtime.h"
+#include "gsoft/models/encoder.h"
+#include "gsoft/train/optim.h"
+#include "timing.h"
+
+namespace gsoft::cli {
+namespace {
+
+struct BenchTrainOptions {
+  std::vector<std::string> methods{"gsoft", "double_gsoft", "oft", "boft", "lora", "full"};
+  int64_t seq = 128, batch = 8, layers = 12, hidden = 768, steps = 3;
+  bool single = false;
+};
+
+// The paper's GLUE configurations (Table 1).
+AdapterConfig bench_config(const std::string& method) {
+  AdapterOptions o;
+  o.method = method;
+  return to_adapter_config(o);
+}
+
+void run_single(const BenchTrainOptions& o) {
+  const std::string& method = o.methods.at(0);
+  EncoderConfig c;
+  c.hidden_size = o.hidden;
+  c.num_hidden_layers = o.layers;
+  c.num_attention_heads = std::max<int64_t>(1, o.hidden / 64);
+  c.intermediate_size = 4 * o.hidden;
+  c.max_position_embeddings = std::max<int64_t>(512, o.seq);
+  torch::manual_seed(0);
+  SequenceClassifier model(c);
+  const AdapterConfig adapter = bench_config(method);
+  const InjectionReport report = inject_adapters(*model, adapter);
+  std::vector<ParamGroup> groups{{"all", {}, 1e-4, 0.0}};
+  for (const auto& p : model->named_parameters())
+    if (p.value().requires_grad()) groups[0].params.emplace_back(p.key(), p.value());
+  AdamW optimizer(groups);
+  const torch::Tensor ids = torch::randint(5, c.vocab_size, {o.batch, o.seq}, torch::kLong);
+  const torch::Tensor mask = torch::ones({o.batch, o.seq}, torch::kLong);
+  const torch::Tensor labels = torch::randint(0, c.num_labels, {o.batch}, torch::kLong);
+  model->train();
+  auto step = [&] {
+    optimizer.zero_grad();
+    sequence_classification_loss(model->forward(ids, mask), labels).backward();
+    optimizer.step();
+  };
+  const double ms = median_ms(step, 1, static_cast<int>(o.steps), 0.0);
+  const nlohmann::json j{{"method", method}, {"tokens_per_second", static_cast<double>(o.batch * o.seq) / (ms / 1e3)},
+                         {"step_ms", ms}, {"trainable_params", report.trainable_params},
+                         {"adapter_params", report.adapter_params}, {"peak_rss_mb", peak_rss_mb()},
+                         {"batch", o.batch}, {"seq", o.seq}, {"layers", o.layers}, {"hidden", o.hidden},
+                         {"threads", at::get_num_threads()}};
+  std::cout << j.dump() << std::endl;
+}
+
+std::string self_path() {
+  std::array<char, 4096> buf{};
+  const ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+  if (n <= 0) throw std::runtime_error("bench train: cannot find this program's path (/proc/self/exe)");
+  return std::string(buf.data(), static_cast<size_t>(n));
+}
+
+void run_bench_train(const BenchTrainOptions& o) {
+  for (const auto& m : o.methods) bench_config(m);  // reject a bad method before any run
+  if (o.single) return run_single(o);
+  for (const auto& m : o.methods) {
+    const std::string cmd = "'" + self_path() + "' --threads " + std::to_string(num_threads()) + " bench train --single" +
+                            " --methods " + m + " --seq " + std::to_string(o.seq) + " --batch " + std::to_string(o.batch) +
+                            " --layers " + std::to_string(o.layers) + " --hidden " + std::to_string(o.hidden) +
+                            " --steps " + std::to_string(o.steps);
+    std::cerr << "bench train: " << m << " ..." << std::endl;
+    const int rc = std::system(cmd.c_str());
+    if (rc != 0) throw std::runtime_error("bench train: the run for " + m + " failed (status " + std::to_string(rc) + ")");
+  }
+}
+
+}  // namespace
+
+void setup_bench_train(CLI::App* bench, Runners& runners) {
+  auto o = std::make_shared<BenchTrainOptions>();
+  auto* cmd = bench->add_subcommand(
+      "train",
+      "Tokens per second of a full training step (forward, backward, AdamW) of a BERT-base-shaped classifier with\n"
+      "random weights, sequence 128, batch 8, for GSOFT b=8, Double GSOFT b=8, OFT b=16, BOFT b=8 m=2, LoRA r=8 and\n"
+      "full fine-tuning (the paper's GLUE settings), each in its own process with its peak resident memory.");
+  cmd->add_option("--methods", o->methods, "Methods to run")->delimiter(',')->capture_default_str();
+  cmd->add_option("--seq", o->seq, "Sequence length")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", o->batch, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--layers", o->layers, "Encoder layers")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--hidden", o->hidden, "Hidden size (a multiple of 64)")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", o->steps, "Timed steps per method (median reported, after one warm-up)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_flag("--single", o->single, "Run only the first method, in this process");
+  runners.push_back({cmd, [o] { run_bench_train(*o); }});
+}
+
+}  // namespace gsoft::cli
