@@ -24,8 +24,7 @@ void run_eval(const EvalCliOptions& o) {
   data::TableFormat fmt = task.format;
   fmt.regression = clf.regression();
   if (!fmt.regression) fmt.label_names = c.label_names;
-  const int64_t positions = c.max_position_embeddings - (c.is_roberta() ? c.pad_token_id + 1 : 0);
-  const int64_t max_len = o.max_len > 0 ? std::min(o.max_len, positions) : positions;
+  const int64_t max_len = o.max_len > 0 ? std::min(o.max_len, c.max_tokens()) : c.max_tokens();
   const BatchOptions batch{clf.tokenizer->pad_id(), fmt.regression, c.type_vocab_size > 1};
   for (const auto& file : task.eval_files) {
     const data::Dataset d = data::read_table(file, fmt);

@@ -60,8 +60,7 @@ void run_train(TrainCliOptions& o) {
   const InjectionReport report = inject_adapters(*clf.model, adapter);
 
   const EncoderConfig& c = clf.config;
-  const int64_t positions = c.max_position_embeddings - (c.is_roberta() ? c.pad_token_id + 1 : 0);
-  const int64_t max_len = o.max_len > 0 ? std::min(o.max_len, positions) : positions;
+  const int64_t max_len = o.max_len > 0 ? std::min(o.max_len, c.max_tokens()) : c.max_tokens();
   TrainData data;
   data.train = encode_dataset(*clf.tokenizer, train, max_len);
   if (!evals.empty()) data.eval = encode_dataset(*clf.tokenizer, evals[0], max_len);

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -41,17 +42,25 @@ inline std::string tiny_tokenizer_json() {
   return t.dump();
 }
 
-// Writes the checkpoint into `dir`: random weights, a two-class BertForSequenceClassification.
-inline void write_tiny_bert(const std::filesystem::path& dir, uint64_t seed = 11) {
-  std::filesystem::create_directories(dir);
+// Two layers of width 32, four heads, two classes, dropout 0.1.
+inline EncoderConfig tiny_encoder_config(int64_t vocab_size = 32) {
   EncoderConfig c;
-  c.vocab_size = 32;
+  c.vocab_size = vocab_size;
   c.hidden_size = 32;
   c.num_hidden_layers = 2;
   c.num_attention_heads = 4;
   c.intermediate_size = 64;
   c.max_position_embeddings = 64;
   c.num_labels = 2;
+  c.hidden_dropout_prob = 0.1;
+  c.attention_probs_dropout_prob = 0.1;
+  return c;
+}
+
+// Writes the checkpoint into `dir`: random weights, a two-class BertForSequenceClassification.
+inline void write_tiny_bert(const std::filesystem::path& dir, uint64_t seed = 11) {
+  std::filesystem::create_directories(dir);
+  const EncoderConfig c = tiny_encoder_config();
   torch::manual_seed(seed);
   SequenceClassifier m(c);
   std::map<std::string, torch::Tensor> t;

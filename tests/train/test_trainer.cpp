@@ -12,24 +12,12 @@
 #include "gsoft/train/optim.h"
 #include "gsoft/train/trainer.h"
 #include "support/helpers.h"
+#include "support/tiny_model.h"
 
 namespace {
 
 using namespace gsoft;
 
-EncoderConfig tiny_config() {
-  EncoderConfig c;
-  c.vocab_size = 40;
-  c.hidden_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.intermediate_size = 64;
-  c.max_position_embeddings = 32;
-  c.num_labels = 2;
-  c.hidden_dropout_prob = 0.1;
-  c.attention_probs_dropout_prob = 0.1;
-  return c;
-}
 
 // Label 1 when token 7 occurs: a task the frozen random encoder cannot solve without adaptation
 // of what the first token attends to.
@@ -60,7 +48,7 @@ AdapterConfig gsoft_config() {
 
 SequenceClassifier make_model(const AdapterConfig& a, uint64_t seed = 7) {
   torch::manual_seed(seed);
-  SequenceClassifier m(tiny_config());
+  SequenceClassifier m(test::tiny_encoder_config(40));
   inject_adapters(*m, a);
   return m;
 }

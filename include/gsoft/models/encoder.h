@@ -41,6 +41,8 @@ struct EncoderConfig {
   static EncoderConfig from_json(const std::string& text, const std::string& origin = "config.json");
   static EncoderConfig from_file(const std::string& path);
   bool is_roberta() const { return model_type == "roberta"; }
+  // The longest input the position embeddings allow (RoBERTa's positions start after padding).
+  int64_t max_tokens() const { return max_position_embeddings - (is_roberta() ? pad_token_id + 1 : 0); }
 };
 
 struct EncoderOutput {
