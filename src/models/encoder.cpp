@@ -254,6 +254,33 @@ torch::Tensor SequenceClassifierImpl::forward(const torch::Tensor& input_ids, co
   return head->as<AdaptableLinearImpl>()->forward(torch::dropout(out.pooler_output, p, train));
 }
 
+MaskedLMImpl::MaskedLMImpl(const EncoderConfig& c) : config(c) {
+  encoder = register_module(c.is_roberta() ? "roberta" : "bert", EncoderModel(c, /*add_pooler=*/false));
+  const auto ln = torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps);
+  std::shared_ptr<Module> holder;
+  if (c.is_roberta()) {
+    holder = register_module("lm_head", std::make_shared<Module>());
+    dense_ = holder->register_module("dense", torch::nn::Linear(c.hidden_size, c.hidden_size));
+    norm_ = holder->register_module("layer_norm", torch::nn::LayerNorm(ln));
+  } else {
+    holder = register_module("cls", std::make_shared<Module>())->register_module("predictions", std::make_shared<Module>());
+    auto transform = holder->register_module("transform", std::make_shared<Module>());
+    dense_ = transform->register_module("dense", torch::nn::Linear(c.hidden_size, c.hidden_size));
+    norm_ = transform->register_module("LayerNorm", torch::nn::LayerNorm(ln));
+  }
+  bias_ = holder->register_parameter("bias", torch::zeros({c.vocab_size}));
+}
+
+torch::Tensor MaskedLMImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                    const torch::Tensor& positions) {
+  auto h = encoder->forward(input_ids, attention_mask).last_hidden_state;
+  h = h.reshape({-1, h.size(-1)}).index_select(0, positions);
+  h = norm_(activation(config.is_roberta() ? "gelu" : config.hidden_act, dense_(h)));
+  // The decoder is the word embedding matrix (tied, as in Hugging Face).
+  const auto& words = encoder->named_parameters()["embeddings.word_embeddings.weight"];
+  return torch::nn::functional::linear(h, words, bias_);
+}
+
 std::vector<std::string> load_hf_checkpoint(SequenceClassifierImpl& model, const std::string& dir) {
   auto file = io::read_checkpoint(dir);
   const std::string prefix = model.config.is_roberta() ? "roberta." : "bert.";
@@ -276,7 +303,10 @@ std::vector<std::string> load_hf_checkpoint(SequenceClassifierImpl& model, const
     if (is_adapter_parameter(p.key())) continue;  // adapter tensors come from adapter files
     auto it = tensors.find(p.key());
     if (it == tensors.end()) {
-      (p.key().rfind(prefix, 0) == 0 ? missing_encoder : missing_head).push_back(p.key());
+      // Like transformers, a checkpoint without a pooler (e.g. BertForMaskedLM) leaves it freshly
+      // initialised and reports it with the head.
+      const bool pooler = p.key().rfind(prefix + "pooler.", 0) == 0;
+      (p.key().rfind(prefix, 0) == 0 && !pooler ? missing_encoder : missing_head).push_back(p.key());
       continue;
     }
     if (it->second.sizes() != p.value().sizes())

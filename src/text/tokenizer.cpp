@@ -581,22 +581,28 @@ struct Tokenizer::Impl {
     return out;
   }
 
-  std::vector<int64_t> encode_text(const std::string& utf8) const {
-    std::vector<int64_t> ids;
+  // Calls on_added(id) for each added token and on_word(word) for each pre-tokenized word, in order.
+  void visit(const std::string& utf8, const std::function<void(int64_t)>& on_added,
+             const std::function<void(const U32&)>& on_word) const {
     std::vector<U32> words;
     for (auto& [section, tok] : split_added(utf8_decode(utf8), raw_tokens)) {
-      if (tok >= 0) { ids.push_back(raw_tokens[tok].id); continue; }
+      if (tok >= 0) { on_added(raw_tokens[tok].id); continue; }
       if (section.empty()) continue;
       const U32 normalized = normalizer ? normalizer(section) : section;
       for (auto& [sub, ntok] : split_added(normalized, normalized_tokens)) {
-        if (ntok >= 0) { ids.push_back(normalized_tokens[ntok].id); continue; }
+        if (ntok >= 0) { on_added(normalized_tokens[ntok].id); continue; }
         if (sub.empty()) continue;
         words.clear();
         if (pre_tokenizer) pre_tokenizer(sub, words);
         else words.push_back(sub);
-        for (const auto& w : words) model->tokenize(w, ids);
+        for (const auto& w : words) on_word(w);
       }
     }
+  }
+
+  std::vector<int64_t> encode_text(const std::string& utf8) const {
+    std::vector<int64_t> ids;
+    visit(utf8, [&](int64_t id) { ids.push_back(id); }, [&](const U32& w) { model->tokenize(w, ids); });
     return ids;
   }
 };
@@ -687,6 +693,12 @@ Encoding Tokenizer::encode(const std::string& text, const std::optional<std::str
   e.tokens.reserve(e.ids.size());
   for (int64_t id : e.ids) e.tokens.push_back(id_to_token(id));
   return e;
+}
+
+std::vector<std::string> Tokenizer::pre_tokenize(const std::string& text) const {
+  std::vector<std::string> out;
+  impl_->visit(text, [](int64_t) {}, [&](const U32& w) { out.push_back(utf8_encode(w)); });
+  return out;
 }
 
 int64_t Tokenizer::num_special_tokens(bool pair) const {

@@ -13,10 +13,10 @@
 #include "gsoft/data/metrics.h"
 #include "gsoft/io/adapter_io.h"
 #include "gsoft/io/atomic_file.h"
-#include "gsoft/io/safetensors.h"
 #include "gsoft/models/encoder.h"
 #include "gsoft/train/optim.h"
 #include "io/file_util.h"
+#include "train/run_state.h"
 
 namespace gsoft {
 namespace fs = std::filesystem;
@@ -89,12 +89,6 @@ void trim_metrics(const fs::path& path, int64_t step) {
   io::write_file_atomic(path.string(), kept);
 }
 
-torch::Tensor rng_state() { return at::detail::getDefaultCPUGenerator().get_state(); }
-void set_rng_state(const torch::Tensor& s) {
-  at::Generator g = at::detail::getDefaultCPUGenerator();  // a handle on the same generator
-  g.set_state(s);
-}
-
 }  // namespace
 
 EvalInfo evaluate_classifier(SequenceClassifierImpl& model, const std::vector<EncodedExample>& examples,
@@ -151,24 +145,9 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
   int64_t step = 0;
   const fs::path ckpt = out / kCheckpoint;
   if (o.resume && fs::exists(ckpt)) {
-    io::SafetensorsFile f = io::read_safetensors(ckpt.string());
-    const json saved = io::parse_json(f.metadata["options"], ckpt.string() + " options");
-    for (auto it = print.begin(); it != print.end(); ++it)
-      GSOFT_CHECK(saved.contains(it.key()) && saved[it.key()] == it.value(), ckpt.string(), ": written with ", it.key(),
-                  " = ", saved.value(it.key(), json()).dump(), ", but this run has ", it.key(), " = ", it.value().dump(),
-                  " (use another --out, or the same options)");
-    torch::NoGradGuard no_grad;
-    for (auto& [name, p] : by_name) {
-      auto t = f.tensors.find("param." + name);
-      GSOFT_CHECK(t != f.tensors.end(), ckpt.string(), ": no tensor for trainable parameter '", name, "'");
-      GSOFT_CHECK(t->second.sizes() == p.sizes(), ckpt.string(), ": '", name, "' has shape ", format_shape(t->second.sizes()),
-                  ", the model's is ", format_shape(p.sizes()));
-      p.copy_(t->second);
-    }
-    optimizer.load_state(f.tensors);
-    set_rng_state(f.tensors.at("rng.cpu"));
-    step = std::stoll(f.metadata.at("step"));
-    const json b = io::parse_json(f.metadata["best"], ckpt.string() + " best");
+    const train_detail::RunState state = train_detail::load_run_state(ckpt.string(), by_name, optimizer, print);
+    step = state.step;
+    const json b = io::parse_json(state.metadata.at("best"), ckpt.string() + " best");
     best.step = b.value("step", int64_t{-1});
     best.loss = b.value("loss", 0.0);
     best.metrics = b.value("metrics", std::map<std::string, double>{});
@@ -181,11 +160,8 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
   result.start_step = result.end_step = step;
 
   auto save_checkpoint = [&](int64_t done) {
-    std::map<std::string, torch::Tensor> t = optimizer.state();
-    for (const auto& [name, p] : by_name) t["param." + name] = p.detach();
-    t["rng.cpu"] = rng_state();
     const json b = {{"step", best.step}, {"loss", best.loss}, {"metrics", best.metrics}};
-    io::write_safetensors(ckpt.string(), t, {{"step", std::to_string(done)}, {"options", print.dump()}, {"best", b.dump()}});
+    train_detail::save_run_state(ckpt.string(), by_name, optimizer, done, print, {{"best", b.dump()}});
     if (cb.on_event) cb.on_event("checkpoint at step " + std::to_string(done));
   };
 

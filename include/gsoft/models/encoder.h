@@ -5,6 +5,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
@@ -95,11 +96,31 @@ class SequenceClassifierImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SequenceClassifier);
 
+// BertForMaskedLM / RobertaForMaskedLM: the encoder (no pooler) and the prediction head
+// cls.predictions.{transform.dense, transform.LayerNorm, bias} (RoBERTa: lm_head.{dense,
+// layer_norm, bias}) whose decoder is tied to the word embeddings, as Hugging Face saves them.
+class MaskedLMImpl : public torch::nn::Module {
+ public:
+  explicit MaskedLMImpl(const EncoderConfig& config);
+  // Vocabulary logits (N, vocab) at the flat positions `positions` (indices into B*T).
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                        const torch::Tensor& positions);
+
+  EncoderConfig config;
+  EncoderModel encoder{nullptr};
+
+ private:
+  torch::nn::Linear dense_{nullptr};
+  torch::nn::LayerNorm norm_{nullptr};
+  torch::Tensor bias_;
+};
+TORCH_MODULE(MaskedLM);
+
 // Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded index)
 // into a sequence classifier. A checkpoint of the bare encoder (keys without "bert."/"roberta.")
 // loads too, leaving the head as initialised. Old "LayerNorm.gamma"/"beta" names are accepted.
 // Throws naming every missing encoder tensor and the first shape mismatch (file, key, expected,
-// actual). Returns the names of the head tensors that were not in the checkpoint.
+// actual). Returns the names of the head (and pooler) tensors that were not in the checkpoint.
 std::vector<std::string> load_hf_checkpoint(SequenceClassifierImpl& model, const std::string& dir);
 
 }  // namespace gsoft

@@ -31,6 +31,10 @@ class Tokenizer {
   Encoding encode(const std::string& text, const std::optional<std::string>& text_pair = std::nullopt,
                   int64_t max_length = 0, bool add_special_tokens = true) const;
 
+  // The words the model sees: added tokens split off, normalised, pre-tokenized (UTF-8). Used to
+  // count words when training a vocabulary.
+  std::vector<std::string> pre_tokenize(const std::string& text) const;
+
   // The special tokens the post-processor adds to one sequence or to a pair.
   int64_t num_special_tokens(bool pair) const;
 

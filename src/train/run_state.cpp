@@ -1,0 +1,48 @@
+#include "train/run_state.h"
+
+#include <torch/torch.h>
+
+#include "gsoft/core/error.h"
+#include "gsoft/io/safetensors.h"
+#include "io/file_util.h"
+
+namespace gsoft::train_detail {
+
+void save_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, const AdamW& optimizer,
+                    int64_t step, const nlohmann::json& options, const std::map<std::string, std::string>& extra) {
+  std::map<std::string, torch::Tensor> t = optimizer.state();
+  for (const auto& [name, p] : params) t["param." + name] = p.detach();
+  t["rng.cpu"] = at::detail::getDefaultCPUGenerator().get_state();
+  std::map<std::string, std::string> metadata = extra;
+  metadata["step"] = std::to_string(step);
+  metadata["options"] = options.dump();
+  io::write_safetensors(path, t, metadata);
+}
+
+RunState load_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, AdamW& optimizer,
+                        const nlohmann::json& options) {
+  io::SafetensorsFile f = io::read_safetensors(path);
+  const nlohmann::json saved = io::parse_json(f.metadata["options"], path + " options");
+  for (auto it = options.begin(); it != options.end(); ++it)
+    GSOFT_CHECK(saved.contains(it.key()) && saved[it.key()] == it.value(), path, ": written with ", it.key(), " = ",
+                saved.value(it.key(), nlohmann::json()).dump(), ", but this run has ", it.key(), " = ", it.value().dump(),
+                " (use another output directory, or the same options)");
+  GSOFT_CHECK(f.tensors.count("rng.cpu") && f.metadata.count("step"), path, ": not a gsoft run checkpoint (no rng.cpu or step)");
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, p] : params) {
+    auto t = f.tensors.find("param." + name);
+    GSOFT_CHECK(t != f.tensors.end(), path, ": no tensor for trainable parameter '", name, "'");
+    GSOFT_CHECK(t->second.sizes() == p.sizes(), path, ": '", name, "' has shape ", format_shape(t->second.sizes()),
+                ", the model's is ", format_shape(p.sizes()));
+    p.copy_(t->second);
+  }
+  optimizer.load_state(f.tensors);
+  at::Generator g = at::detail::getDefaultCPUGenerator();  // a handle on the same generator
+  g.set_state(f.tensors.at("rng.cpu"));
+  RunState s;
+  s.step = std::stoll(f.metadata.at("step"));
+  s.metadata = std::move(f.metadata);
+  return s;
+}
+
+}  // namespace gsoft::train_detail

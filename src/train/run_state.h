@@ -1,0 +1,29 @@
+#pragma once
+// The resumable state of a training run (internal), shared by fine-tuning and pretraining: the
+// trainable tensors, the AdamW moments, the CPU RNG state, the step and the options that a resumed
+// run must share, in one safetensors file written atomically.
+#include <torch/types.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "gsoft/train/optim.h"
+
+namespace gsoft::train_detail {
+
+void save_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, const AdamW& optimizer,
+                    int64_t step, const nlohmann::json& options, const std::map<std::string, std::string>& extra = {});
+
+struct RunState {
+  int64_t step = 0;
+  std::map<std::string, std::string> metadata;
+};
+
+// Copies the saved tensors into `params`, restores the optimiser and the RNG. Throws
+// std::invalid_argument naming the option whose value differs from `options`, or the tensor
+// that is missing or has another shape.
+RunState load_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, AdamW& optimizer,
+                        const nlohmann::json& options);
+
+}  // namespace gsoft::train_detail
