@@ -30,5 +30,6 @@ void setup_bench_train(CLI::App* bench, Runners& runners);
 void setup_train(CLI::App& app, Runners& runners);
 void setup_eval(CLI::App& app, Runners& runners);
 void setup_predict(CLI::App& app, Runners& runners);
+void setup_pretrain(CLI::App& app, Runners& runners);
 
 }  // namespace gsoft::cli

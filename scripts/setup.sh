@@ -41,4 +41,24 @@ for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
     $SUDO update-alternatives --set "$name" "$want"
   fi
 done
+
+# The main job's task data: Pang & Lee's sentence polarity set (and their full-review corpus, used
+# to pretrain the shipped encoder), from Debian's python3-pattern package. Only the two CSV files
+# are extracted; the package is not installed (it would pull in nltk, scipy and more).
+DATA_DIR="$(cd "$(dirname "$0")/.." && pwd)/data/polarity"
+SENTENCES="$DATA_DIR/polarity-en-pang&lee2.csv"
+REVIEWS="$DATA_DIR/polarity-en-pang&lee1.csv"
+if [ ! -s "$SENTENCES" ] || [ ! -s "$REVIEWS" ]; then
+  echo "setup: fetching the Pang & Lee polarity data (Debian python3-pattern, 16 MB download)"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  ( cd "$tmp" && { apt-get download python3-pattern >/dev/null 2>&1 ||
+                   { $SUDO apt-get update -qq && apt-get download python3-pattern >/dev/null; }; } )
+  mkdir -p "$DATA_DIR"
+  src='./usr/share/doc/python3-pattern/test/corpora'
+  dpkg-deb --fsys-tarfile "$tmp"/python3-pattern_*.deb |
+    tar -x -C "$tmp" "$src/polarity-en-pang&lee2.csv" "$src/polarity-en-pang&lee1.csv"
+  mv "$tmp/$src/polarity-en-pang&lee2.csv" "$SENTENCES.tmp" && mv "$SENTENCES.tmp" "$SENTENCES"
+  mv "$tmp/$src/polarity-en-pang&lee1.csv" "$REVIEWS.tmp" && mv "$REVIEWS.tmp" "$REVIEWS"
+fi
 echo "setup: ok"

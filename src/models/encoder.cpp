@@ -254,6 +254,19 @@ torch::Tensor SequenceClassifierImpl::forward(const torch::Tensor& input_ids, co
   return head->as<AdaptableLinearImpl>()->forward(torch::dropout(out.pooler_output, p, train));
 }
 
+void init_weights(torch::nn::Module& model, double std) {
+  torch::NoGradGuard g;
+  for (const auto& p : model.named_parameters()) {
+    const std::string& n = p.key();
+    auto ends = [&](const char* s) { return n.size() >= std::strlen(s) && n.compare(n.size() - std::strlen(s), std::strlen(s), s) == 0; };
+    const bool norm = n.find("LayerNorm") != std::string::npos || n.find("layer_norm") != std::string::npos;
+    if (is_adapter_parameter(n)) continue;  // adapters keep their own (identity) initialisation
+    if (norm) p.value().fill_(ends("weight") ? 1.0 : 0.0);
+    else if (ends("bias")) p.value().zero_();
+    else p.value().normal_(0, std);
+  }
+}
+
 MaskedLMImpl::MaskedLMImpl(const EncoderConfig& c) : config(c) {
   encoder = register_module(c.is_roberta() ? "roberta" : "bert", EncoderModel(c, /*add_pooler=*/false));
   const auto ln = torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps);

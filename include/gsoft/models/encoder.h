@@ -116,6 +116,12 @@ class MaskedLMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MaskedLM);
 
+// Hugging Face's initialisation for training from scratch: linear and embedding weights from
+// N(0, std^2) (std = initializer_range, 0.02), biases 0, LayerNorm weight 1 and bias 0; padding
+// embeddings 0. libtorch's defaults (N(0, 1) embeddings) make a tied MLM decoder start with huge
+// logits.
+void init_weights(torch::nn::Module& model, double std = 0.02);
+
 // Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a sharded index)
 // into a sequence classifier. A checkpoint of the bare encoder (keys without "bert."/"roberta.")
 // loads too, leaving the head as initialised. Old "LayerNorm.gamma"/"beta" names are accepted.

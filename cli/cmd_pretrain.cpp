@@ -1,0 +1,151 @@
+// gsoft pretrain: masked-language-model pretraining of a BERT-style encoder on raw text, with a
+// WordPiece tokenizer learnt from the same text; writes a Hugging Face checkpoint directory.
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "gsoft/core/runtime.h"
+#include "gsoft/data/corpus.h"
+#include "gsoft/io/atomic_file.h"
+#include "gsoft/models/encoder.h"
+#include "gsoft/text/wordpiece_trainer.h"
+#include "gsoft/train/pretrain.h"
+#include "json_config.h"
+#include "progress.h"
+
+namespace gsoft::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct PretrainCliOptions {
+  std::vector<std::string> corpus, exclude;
+  std::string text_column = "text", out;
+  bool no_header = false, no_resume = false;
+  int64_t vocab_size = 8000, min_frequency = 2;
+  int64_t hidden = 128, layers = 4, heads = 4, intermediate = 512, seq_len = 128;
+  PretrainOptions train;
+  CLI::App* cmd = nullptr;
+};
+
+void run_pretrain(PretrainCliOptions& o) {
+  data::TableFormat table;
+  table.text_column = o.text_column;
+  table.header = !o.no_header;
+  std::vector<std::string> texts;
+  for (const auto& f : o.corpus) {
+    auto t = data::read_corpus(f, table);
+    std::cerr << "pretrain: " << f << ": " << t.size() << " texts\n";
+    texts.insert(texts.end(), t.begin(), t.end());
+  }
+  std::vector<std::string> held_out;
+  for (const auto& f : o.exclude) {
+    auto t = data::read_corpus(f, table);
+    held_out.insert(held_out.end(), t.begin(), t.end());
+  }
+  if (!held_out.empty()) {
+    const size_t removed = data::remove_overlaps(texts, held_out);
+    std::cerr << "pretrain: removed " << removed << " texts sharing an 8-word run with the " << held_out.size()
+              << " held-out texts\n";
+  }
+  if (texts.empty()) throw std::runtime_error("pretrain: the corpus is empty");
+  fs::create_directories(o.out);
+  const fs::path tok_path = fs::path(o.out) / "tokenizer.json";
+  if (!fs::exists(tok_path)) {
+    WordPieceTrainerOptions w;
+    w.vocab_size = o.vocab_size;
+    w.min_frequency = o.min_frequency;
+    io::write_file_atomic(tok_path.string(), train_wordpiece(texts, w));
+    std::cerr << "pretrain: trained a WordPiece vocabulary -> " << tok_path.string() << "\n";
+  }
+  const Tokenizer tok = Tokenizer::from_file(tok_path.string());
+  const auto seqs = pack_sequences(tok, texts, o.seq_len);
+  int64_t tokens = 0;
+  for (const auto& s : seqs) tokens += static_cast<int64_t>(s.size());
+  std::cerr << "pretrain: " << seqs.size() << " sequences of up to " << o.seq_len << " tokens (" << tokens
+            << " tokens), vocabulary " << tok.vocab_size() << "\n";
+
+  EncoderConfig c;
+  c.vocab_size = tok.vocab_size();
+  c.hidden_size = o.hidden;
+  c.num_hidden_layers = o.layers;
+  c.num_attention_heads = o.heads;
+  c.intermediate_size = o.intermediate;
+  c.max_position_embeddings = o.seq_len;
+  c.pad_token_id = tok.pad_id();
+  torch::manual_seed(o.train.seed);
+  MaskedLM model(c);
+  init_weights(*model);
+  int64_t params = 0;
+  for (const auto& p : model->parameters()) params += p.numel();
+  std::cerr << "pretrain: BERT " << o.layers << " layers, hidden " << o.hidden << ", " << params << " parameters\n";
+  io::write_file_atomic((fs::path(o.out) / "pretrain_config.json").string(), resolved_options(o.cmd).dump(2) + "\n");
+
+  PretrainOptions t = o.train;
+  t.out_dir = o.out;
+  t.resume = !o.no_resume;
+  install_stop_handlers();
+  TrainCallbacks cb;
+  cb.on_step = [&](const StepInfo& s) {
+    if (t.log_every > 0 && (s.step % t.log_every == 0 || s.step == s.total_steps || s.step == 1))
+      std::cerr << format_step(s) << std::endl;
+  };
+  cb.on_event = [](const std::string& s) { std::cerr << "pretrain: " << s << std::endl; };
+  cb.should_stop = [] { return stop_requested().load(); };
+  const PretrainResult r = pretrain_mlm(*model, tok, seqs, t, cb);
+  if (r.interrupted) {
+    std::cerr << "pretrain: interrupted at step " << r.end_step << "; checkpoint saved. Run the same command to resume.\n";
+    throw ExitStatus{130};
+  }
+  save_pretrained(*model, o.out);
+  double tail = 0;
+  const size_t k = std::min<size_t>(50, r.losses.size());
+  for (size_t i = r.losses.size() - k; i < r.losses.size(); ++i) tail += r.losses[i] / static_cast<double>(k);
+  const nlohmann::json summary = {{"steps", r.end_step}, {"parameters", params}, {"sequences", seqs.size()},
+                                  {"tokens", tokens}, {"final_mlm_loss", k ? tail : 0.0},
+                                  {"train_seconds_this_run", r.train_seconds}, {"peak_rss_mb", peak_rss_mb()},
+                                  {"out", o.out}};
+  io::write_file_atomic((fs::path(o.out) / "pretrain_summary.json").string(), summary.dump(2) + "\n");
+  std::cout << summary.dump() << std::endl;
+}
+
+}  // namespace
+
+void setup_pretrain(CLI::App& app, Runners& runners) {
+  auto o = std::make_shared<PretrainCliOptions>();
+  auto* cmd = app.add_subcommand(
+      "pretrain",
+      "Masked-language-model pretraining of a BERT-style encoder. Learns a WordPiece tokenizer from the corpus\n"
+      "(unless OUT/tokenizer.json exists), then writes OUT/config.json, model.safetensors (BertForMaskedLM names)\n"
+      "and tokenizer.json: a Hugging Face checkpoint that gsoft train loads. Resumable like gsoft train.\n"
+      "Example: gsoft pretrain --corpus reviews.csv --no-header --text-column 1 --exclude test.csv --out my-bert");
+  o->cmd = cmd;
+  add_json_config(cmd);
+  cmd->add_option("--corpus", o->corpus, "Text files (.txt: paragraphs; .csv/.tsv/.jsonl: --text-column)")->required();
+  cmd->add_option("--exclude", o->exclude, "Held-out texts (e.g. evaluation sentences): corpus texts sharing an 8-word run are dropped");
+  cmd->add_option("--text-column", o->text_column, "Column of the text in table files")->capture_default_str();
+  cmd->add_flag("--no-header", o->no_header, "Table files have no header; --text-column is a 0-based index");
+  cmd->add_option("--out", o->out, "Output directory")->required();
+  cmd->add_option("--vocab-size", o->vocab_size, "WordPiece vocabulary size")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--min-frequency", o->min_frequency, "Least count of a vocabulary entry")->capture_default_str();
+  cmd->add_option("--hidden", o->hidden, "Hidden size")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--layers", o->layers, "Encoder layers")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--heads", o->heads, "Attention heads")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--intermediate", o->intermediate, "MLP width")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--seq-len", o->seq_len, "Tokens per sequence (also the position count)")->capture_default_str();
+  auto& t = o->train;
+  cmd->add_option("--max-steps", t.max_steps, "Training steps")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", t.batch_size, "Sequences per step")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--lr", t.lr, "Peak learning rate")->capture_default_str();
+  cmd->add_option("--weight-decay", t.weight_decay, "Decoupled weight decay")->capture_default_str();
+  cmd->add_option("--warmup-ratio", t.warmup_ratio, "Warm-up share of the steps")->capture_default_str();
+  cmd->add_option("--mask-prob", t.mask_probability, "Share of tokens predicted")->capture_default_str();
+  cmd->add_option("--log-every", t.log_every, "Progress line every N steps")->capture_default_str();
+  cmd->add_option("--checkpoint-every", t.checkpoint_every, "Checkpoint every N steps")->capture_default_str();
+  cmd->add_option("--seed", t.seed, "Seed")->capture_default_str();
+  cmd->add_flag("--no-resume", o->no_resume, "Start afresh even if OUT has a checkpoint");
+  runners.push_back({cmd, [o] { run_pretrain(*o); }});
+}
+
+}  // namespace gsoft::cli

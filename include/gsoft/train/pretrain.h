@@ -1,0 +1,50 @@
+#pragma once
+// Masked-language-model pretraining of a BERT-style encoder (BERT's recipe: 15% of the tokens are
+// predicted; of those 80% become [MASK], 10% a random token, 10% stay). Checkpoints, resume and
+// progress work as in train_classifier.
+#include <string>
+#include <vector>
+
+#include "gsoft/text/tokenizer.h"
+#include "gsoft/train/trainer.h"
+
+namespace gsoft {
+
+class MaskedLMImpl;
+
+struct PretrainOptions {
+  int64_t max_steps = 2000;
+  int64_t batch_size = 64;
+  double lr = 5e-4;
+  double weight_decay = 0.01;
+  double warmup_ratio = 0.05;
+  double max_grad_norm = 1.0;
+  double mask_probability = 0.15;
+  int64_t log_every = 50;
+  int64_t checkpoint_every = 500;
+  uint64_t seed = 42;
+  std::string out_dir;   // checkpoint.safetensors, metrics.jsonl
+  bool resume = true;
+};
+
+// Texts tokenised without special tokens and packed into sequences of seq_len ids:
+// [CLS] tokens... [SEP], a text continuing into the next sequence when it does not fit.
+std::vector<std::vector<int64_t>> pack_sequences(const Tokenizer& tokenizer, const std::vector<std::string>& texts,
+                                                 int64_t seq_len);
+
+struct PretrainResult {
+  bool interrupted = false;
+  int64_t start_step = 0, end_step = 0, total_steps = 0;
+  std::vector<double> losses;  // this call's steps
+  double train_seconds = 0;
+};
+
+// Throws std::runtime_error on a non-finite loss (the last checkpoint is kept).
+PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, const std::vector<std::vector<int64_t>>& sequences,
+                            const PretrainOptions& options, const TrainCallbacks& callbacks = {});
+
+// Writes config.json (with `config_json_extra` fields merged in), model.safetensors (Hugging
+// Face's BertForMaskedLM names, the tied decoder not repeated) into `dir`, each atomically.
+void save_pretrained(MaskedLMImpl& model, const std::string& dir);
+
+}  // namespace gsoft
