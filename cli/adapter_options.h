@@ -3,6 +3,7 @@
 // settings as defaults: GSOFT b = 8, OFT b = 16, BOFT b = 8 with 2 factors, LoRA r = 8.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,22 @@ inline AdapterConfig to_adapter_config(const AdapterOptions& o) {
   c.lora_dropout = o.lora_dropout;
   c.validate();
   return c;
+}
+
+// A checkpoint without some of the tensors the classifier uses (the head, BERT's pooler when the
+// checkpoint is a masked-LM one) starts those from random: train them in full with the adapter.
+inline std::vector<std::string> train_missing_modules(AdapterConfig& config, const std::vector<std::string>& missing) {
+  std::vector<std::string> added;
+  for (const auto& name : missing) {
+    const size_t p = name.find("pooler.");
+    if (p == std::string::npos) continue;
+    const std::string module = name.substr(0, p) + "pooler";
+    if (std::find(config.modules_to_save.begin(), config.modules_to_save.end(), module) == config.modules_to_save.end()) {
+      config.modules_to_save.push_back(module);
+      added.push_back(module);
+    }
+  }
+  return added;
 }
 
 }  // namespace gsoft::cli

@@ -56,7 +56,9 @@ void run_train(TrainCliOptions& o) {
   if (!clf.missing.empty())
     std::cerr << "train: " << clf.missing.size() << " head tensors are not in the checkpoint and start from random: "
               << clf.missing.front() << (clf.missing.size() > 1 ? ", ..." : "") << "\n";
-  const AdapterConfig adapter = to_adapter_config(o.adapter);
+  AdapterConfig adapter = to_adapter_config(o.adapter);
+  for (const auto& m : train_missing_modules(adapter, clf.missing))
+    std::cerr << "train: the checkpoint has no " << m << "; it trains in full with the adapter (modules_to_save)\n";
   const InjectionReport report = inject_adapters(*clf.model, adapter);
 
   const EncoderConfig& c = clf.config;

@@ -31,5 +31,7 @@ void setup_train(CLI::App& app, Runners& runners);
 void setup_eval(CLI::App& app, Runners& runners);
 void setup_predict(CLI::App& app, Runners& runners);
 void setup_pretrain(CLI::App& app, Runners& runners);
+void setup_quickstart(CLI::App& app, Runners& runners);
+void setup_baseline(CLI::App& app, Runners& runners);
 
 }  // namespace gsoft::cli

@@ -141,6 +141,24 @@ TEST(Tables, BadRowsNameTheirLine) {
   EXPECT_NE(e.find("r.tsv:2: label 'fast' is not a finite number"), std::string::npos) << e;
 }
 
+TEST(Tables, SplitByPositionIsStratifiedAndFixed) {
+  Dataset d;
+  d.label_names = {"neg", "pos"};
+  for (int i = 0; i < 40; ++i) d.examples.push_back({"t" + std::to_string(i), std::nullopt, static_cast<float>(i < 20), i + 1});
+  const Split s = split_by_position(d);
+  ASSERT_EQ(s.train.examples.size(), 32u);
+  ASSERT_EQ(s.dev.examples.size(), 4u);
+  ASSERT_EQ(s.test.examples.size(), 4u);
+  // Class 1 occupies lines 1-20: its 0th and 10th go to test, 1st and 11th to dev.
+  EXPECT_EQ(s.test.examples[0].line, 1);
+  EXPECT_EQ(s.test.examples[1].line, 11);
+  EXPECT_EQ(s.dev.examples[0].line, 2);
+  int pos = 0;
+  for (const auto& e : s.test.examples) pos += e.label == 1;
+  EXPECT_EQ(pos, 2);
+  EXPECT_EQ(s.train.label_names, d.label_names);
+}
+
 TEST(Metrics, HandWorkedValues) {
   // scikit-learn's documented example: MCC of [+1,+1,+1,-1] vs [+1,-1,+1,+1] is -1/3.
   EXPECT_NEAR(matthews_corrcoef({1, 0, 1, 1}, {1, 1, 1, 0}), -1.0 / 3.0, 1e-12);

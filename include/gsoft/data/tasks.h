@@ -45,6 +45,13 @@ struct TableFormat {
 // the header). A UTF-8 byte-order mark is skipped. Rows and fields are capped at 16 MB.
 Dataset read_table(const std::string& path, const TableFormat& format);
 
+// A fixed, stratified split: within each class, in file order, example k goes to test when
+// k % 10 == 0, to dev when k % 10 == 1, and to train otherwise (80/10/10, balanced as the file).
+struct Split {
+  Dataset train, dev, test;
+};
+Split split_by_position(const Dataset& d);
+
 enum class Metric { Accuracy, F1, Matthews, Pearson, Spearman };
 std::string to_string(Metric m);  // "accuracy", "f1", "matthews", "pearson", "spearman"
 
