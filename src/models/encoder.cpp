@@ -290,7 +290,8 @@ torch::Tensor MaskedLMImpl::forward(const torch::Tensor& input_ids, const torch:
   h = h.reshape({-1, h.size(-1)}).index_select(0, positions);
   h = norm_(activation(config.is_roberta() ? "gelu" : config.hidden_act, dense_(h)));
   // The decoder is the word embedding matrix (tied, as in Hugging Face).
-  const auto& words = encoder->named_parameters()["embeddings.word_embeddings.weight"];
+  // A copy of the handle: named_parameters() returns a temporary dictionary.
+  const torch::Tensor words = encoder->named_parameters()["embeddings.word_embeddings.weight"];
   return torch::nn::functional::linear(h, words, bias_);
 }
 
