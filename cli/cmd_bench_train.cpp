@@ -12,6 +12,7 @@
 
 #include "adapter_options.h"
 #include "commands.h"
+#include "polarity.h"
 #include "gsoft/adapters/inject.h"
 #include "gsoft/core/runtime.h"
 #include "gsoft/models/encoder.h"
@@ -68,12 +69,6 @@ void run_single(const BenchTrainOptions& o) {
   std::cout << j.dump() << std::endl;
 }
 
-std::string self_path() {
-  std::array<char, 4096> buf{};
-  const ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
-  if (n <= 0) throw std::runtime_error("bench train: cannot find this program's path (/proc/self/exe)");
-  return std::string(buf.data(), static_cast<size_t>(n));
-}
 
 void run_bench_train(const BenchTrainOptions& o) {
   for (const auto& m : o.methods) bench_config(m);  // reject a bad method before any run

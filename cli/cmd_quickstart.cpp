@@ -7,6 +7,7 @@
 
 #include "adapter_options.h"
 #include "commands.h"
+#include "polarity.h"
 #include "gsoft/adapters/inject.h"
 #include "gsoft/core/runtime.h"
 #include "gsoft/data/metrics.h"
@@ -23,7 +24,7 @@ namespace {
 
 struct QuickstartOptions {
   std::string model = "models/polarity-bert";
-  std::string data = "data/polarity/polarity-en-pang&lee2.csv";
+  std::string data = kPolarityData;
   std::string out = "runs/quickstart";
   AdapterOptions adapter;
   TrainOptions train;
@@ -31,14 +32,7 @@ struct QuickstartOptions {
 };
 
 void run_quickstart(QuickstartOptions& o) {
-  if (!fs::exists(o.data))
-    throw std::runtime_error(o.data + ": not found; scripts/setup.sh fetches the polarity data into data/polarity/");
-  data::TableFormat f;  // "label","text", no header, labels -1 / 1
-  f.header = false;
-  f.label_column = "0";
-  f.text_column = "1";
-  f.label_names = {"-1", "1"};
-  const data::Split split = data::split_by_position(data::read_table(o.data, f));
+  const data::Split split = read_polarity_split(o.data);
   std::cerr << "quickstart: polarity sentences: " << split.train.examples.size() << " train, " << split.dev.examples.size()
             << " dev, " << split.test.examples.size() << " test (within each class, k % 10 == 0 test, 1 dev)\n";
 
@@ -100,8 +94,10 @@ void run_quickstart(QuickstartOptions& o) {
             << "adapter           " << best.string() << "\n"
             << "merged model      " << merged.string() << (agrees ? " (same test predictions)" : " (PREDICTIONS DIFFER)")
             << "\n";
-  const nlohmann::json j = {{"task", "polarity"}, {"method", to_string(adapter.method)}, {"test_accuracy", test_acc},
+  const nlohmann::json j = {{"task", "polarity"}, {"method", to_string(adapter.method)},
+                            {"dev_accuracy", r.best.metrics.at("accuracy")}, {"test_accuracy", test_acc},
                             {"trainable_params", report.trainable_params}, {"train_seconds", r.train_seconds},
+                            {"epochs", static_cast<double>(r.end_step) / static_cast<double>((split.train.examples.size() + t.batch_size - 1) / t.batch_size)},
                             {"peak_rss_mb", peak_rss_mb()}, {"merged_agrees", agrees}};
   std::cout << j.dump() << std::endl;
 }
@@ -127,6 +123,7 @@ void setup_quickstart(CLI::App& app, Runners& runners) {
   cmd->add_option("--out", o->out, "Run directory")->capture_default_str();
   add_adapter_options(cmd, o->adapter);
   cmd->add_option("--epochs", o->train.epochs, "Epochs")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-steps", o->train.max_steps, "Stop after this many steps (a quick check; 0: --epochs)");
   cmd->add_option("--batch-size", o->train.batch_size, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--lr", o->train.lr, "Learning rate")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--head-lr", o->train.head_lr, "Head learning rate (default: --lr)");

@@ -33,5 +33,6 @@ void setup_predict(CLI::App& app, Runners& runners);
 void setup_pretrain(CLI::App& app, Runners& runners);
 void setup_quickstart(CLI::App& app, Runners& runners);
 void setup_baseline(CLI::App& app, Runners& runners);
+void setup_compare(CLI::App& app, Runners& runners);
 
 }  // namespace gsoft::cli

@@ -17,7 +17,8 @@ using Setup = void (*)(CLI::App&, gsoft::cli::Runners&);
 const Setup kCommands[] = {gsoft::cli::setup_info, gsoft::cli::setup_demo, gsoft::cli::setup_bench,
                            gsoft::cli::setup_merge, gsoft::cli::setup_adapter, gsoft::cli::setup_train,
                            gsoft::cli::setup_eval, gsoft::cli::setup_predict, gsoft::cli::setup_pretrain,
-                           gsoft::cli::setup_quickstart, gsoft::cli::setup_baseline};
+                           gsoft::cli::setup_quickstart, gsoft::cli::setup_baseline,
+                           gsoft::cli::setup_compare};
 
 int usage_error(const CLI::App& app, const std::string& msg) {
   std::cerr << "error: " << msg << "\n\n" << app.help();
