@@ -137,13 +137,7 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
   model.train();
   while (step < o.max_steps) {
     const int64_t epoch = step / per_epoch, pos = step % per_epoch;
-    if (epoch != order_epoch) {
-      order.resize(seqs.size());
-      std::iota(order.begin(), order.end(), 0);
-      std::mt19937_64 rng(o.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch));
-      std::shuffle(order.begin(), order.end(), rng);
-      order_epoch = epoch;
-    }
+    if (epoch != order_epoch) order = train_detail::epoch_order(seqs.size(), o.seed, epoch), order_epoch = epoch;
     const size_t b0 = static_cast<size_t>(pos * o.batch_size);
     const std::vector<size_t> idx(order.begin() + static_cast<std::ptrdiff_t>(b0),
                                   order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), b0 + static_cast<size_t>(o.batch_size))));

@@ -2,6 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <numeric>
+#include <random>
+
 #include "gsoft/core/error.h"
 #include "gsoft/io/safetensors.h"
 #include "io/file_util.h"
@@ -43,6 +47,14 @@ RunState load_run_state(const std::string& path, const std::map<std::string, tor
   s.step = std::stoll(f.metadata.at("step"));
   s.metadata = std::move(f.metadata);
   return s;
+}
+
+std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch));
+  std::shuffle(order.begin(), order.end(), rng);
+  return order;
 }
 
 }  // namespace gsoft::train_detail

@@ -7,6 +7,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "gsoft/train/optim.h"
 
@@ -25,5 +26,9 @@ struct RunState {
 // that is missing or has another shape.
 RunState load_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, AdamW& optimizer,
                         const nlohmann::json& options);
+
+// The order of the examples in `epoch`: a shuffle seeded by (seed, epoch) alone, so a resumed run
+// visits the same batches.
+std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch);
 
 }  // namespace gsoft::train_detail

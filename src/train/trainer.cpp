@@ -53,13 +53,6 @@ std::vector<ParamGroup> make_groups(SequenceClassifierImpl& model, const TrainOp
   return groups;
 }
 
-std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {
-  std::vector<size_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch));
-  std::shuffle(order.begin(), order.end(), rng);
-  return order;
-}
 
 // Replaces directory `dir` by a freshly written one: write into dir.tmp, then swap.
 void write_dir_atomically(const fs::path& dir, const std::function<void(const std::string&)>& write) {
@@ -190,7 +183,7 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
   model.train();
   while (step < total) {
     const int64_t epoch = step / per_epoch, pos = step % per_epoch;
-    if (epoch != order_epoch) order = epoch_order(data.train.size(), o.seed, epoch), order_epoch = epoch;
+    if (epoch != order_epoch) order = train_detail::epoch_order(data.train.size(), o.seed, epoch), order_epoch = epoch;
     const size_t b0 = static_cast<size_t>(pos * o.batch_size);
     const std::vector<size_t> idx(order.begin() + static_cast<std::ptrdiff_t>(b0),
                                   order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), b0 + static_cast<size_t>(o.batch_size))));
