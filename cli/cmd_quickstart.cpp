@@ -63,10 +63,14 @@ void run_quickstart(QuickstartOptions& o) {
   cb.on_eval = [](const EvalInfo& e) {
     std::cerr << "dev accuracy " << e.metrics.at("accuracy") << " at step " << e.step << (e.best ? " (best)" : "") << std::endl;
   };
+  cb.on_event = [](const std::string& e) {
+    if (e.rfind("resumed", 0) == 0) std::cerr << "quickstart: " << e << std::endl;
+  };
   cb.should_stop = [] { return stop_requested().load(); };
   const TrainResult r = train_classifier(*clf.model, adapter, d, t, cb);
   if (r.interrupted) {
-    std::cerr << "quickstart: interrupted; run the same command again to resume.\n";
+    std::cerr << "quickstart: interrupted at step " << r.end_step << "; checkpoint saved. Run the same command with "
+                 "--resume to continue.\n";
     throw ExitStatus{130};
   }
   const fs::path best = fs::path(o.out) / "best";
@@ -129,6 +133,7 @@ void setup_quickstart(CLI::App& app, Runners& runners) {
   cmd->add_option("--head-lr", o->train.head_lr, "Head learning rate (default: --lr)");
   cmd->add_option("--seed", o->train.seed, "Seed")->capture_default_str();
   cmd->add_option("--log-every", o->train.log_every, "Progress line every N steps")->capture_default_str();
+  cmd->add_flag("--resume", o->train.resume, "Continue an interrupted run from OUT/checkpoint.safetensors (default: start afresh)");
   cmd->add_flag("--from-scratch", o->from_scratch, "Start from random weights (the baseline: use with --method full)");
   runners.push_back({cmd, [o] { run_quickstart(*o); }});
 }
