@@ -24,8 +24,8 @@ void run_eval(const EvalCliOptions& o) {
   data::TableFormat fmt = task.format;
   fmt.regression = clf.regression();
   if (!fmt.regression) fmt.label_names = c.label_names;
-  const int64_t max_len = o.max_len > 0 ? std::min(o.max_len, c.max_tokens()) : c.max_tokens();
-  const BatchOptions batch{clf.tokenizer->pad_id(), fmt.regression, c.type_vocab_size > 1};
+  const int64_t max_len = clf.input_length(o.max_len);
+  const BatchOptions batch = clf.batch_options();
   for (const auto& file : task.eval_files) {
     const data::Dataset d = data::read_table(file, fmt);
     for (const auto& bad : d.bad_rows) std::cerr << "skipped " << bad << "\n";

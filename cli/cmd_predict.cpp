@@ -32,8 +32,8 @@ void run_predict(const PredictCliOptions& o) {
   fmt.skip_bad_rows = o.task.skip_bad_rows;
   const data::Dataset d = data::read_table(o.input, fmt);
   for (const auto& bad : d.bad_rows) std::cerr << "skipped " << bad << "\n";
-  const int64_t max_len = o.max_len > 0 ? std::min(o.max_len, c.max_tokens()) : c.max_tokens();
-  const BatchOptions batch{clf.tokenizer->pad_id(), clf.regression(), c.type_vocab_size > 1};
+  const int64_t max_len = clf.input_length(o.max_len);
+  const BatchOptions batch = clf.batch_options();
   const torch::Tensor logits = predict_logits(*clf.model, encode_dataset(*clf.tokenizer, d, max_len), o.batch_size, batch);
   const std::vector<double> pred = predictions_from_logits(logits);
   std::string text;

@@ -85,14 +85,7 @@ void run_pretrain(PretrainCliOptions& o) {
   PretrainOptions t = o.train;
   t.out_dir = o.out;
   t.resume = !o.no_resume;
-  install_stop_handlers();
-  TrainCallbacks cb;
-  cb.on_step = [&](const StepInfo& s) {
-    if (t.log_every > 0 && (s.step % t.log_every == 0 || s.step == s.total_steps || s.step == 1))
-      std::cerr << format_step(s) << std::endl;
-  };
-  cb.on_event = [](const std::string& s) { std::cerr << "pretrain: " << s << std::endl; };
-  cb.should_stop = [] { return stop_requested().load(); };
+  const TrainCallbacks cb = console_callbacks("pretrain", t.log_every);
   const PretrainResult r = pretrain_mlm(*model, tok, seqs, t, cb);
   if (r.interrupted) {
     std::cerr << "pretrain: interrupted at step " << r.end_step << "; checkpoint saved. Run the same command to resume.\n";

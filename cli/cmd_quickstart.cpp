@@ -47,26 +47,15 @@ void run_quickstart(QuickstartOptions& o) {
             << to_string(adapter.method) << ": " << report.trainable_params << " trainable of " << report.total_params
             << " parameters\n";
 
-  const int64_t max_len = std::min<int64_t>(128, clf.config.max_tokens());
+  const int64_t max_len = clf.input_length(128);
   TrainData d;
   d.train = encode_dataset(*clf.tokenizer, split.train, max_len);
   d.eval = encode_dataset(*clf.tokenizer, split.dev, max_len);
-  d.batch = {clf.tokenizer->pad_id(), false, clf.config.type_vocab_size > 1};
+  d.batch = clf.batch_options();
   d.metrics = {data::Metric::Accuracy};
   TrainOptions t = o.train;
   t.out_dir = o.out;
-  install_stop_handlers();
-  TrainCallbacks cb;
-  cb.on_step = [&](const StepInfo& s) {
-    if (s.step % t.log_every == 0 || s.step == s.total_steps) std::cerr << format_step(s) << std::endl;
-  };
-  cb.on_eval = [](const EvalInfo& e) {
-    std::cerr << "dev accuracy " << e.metrics.at("accuracy") << " at step " << e.step << (e.best ? " (best)" : "") << std::endl;
-  };
-  cb.on_event = [](const std::string& e) {
-    if (e.rfind("resumed", 0) == 0) std::cerr << "quickstart: " << e << std::endl;
-  };
-  cb.should_stop = [] { return stop_requested().load(); };
+  const TrainCallbacks cb = console_callbacks("quickstart", t.log_every);
   const TrainResult r = train_classifier(*clf.model, adapter, d, t, cb);
   if (r.interrupted) {
     std::cerr << "quickstart: interrupted at step " << r.end_step << "; checkpoint saved. Run the same command with "

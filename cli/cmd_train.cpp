@@ -61,12 +61,11 @@ void run_train(TrainCliOptions& o) {
     std::cerr << "train: the checkpoint has no " << m << "; it trains in full with the adapter (modules_to_save)\n";
   const InjectionReport report = inject_adapters(*clf.model, adapter);
 
-  const EncoderConfig& c = clf.config;
-  const int64_t max_len = o.max_len > 0 ? std::min(o.max_len, c.max_tokens()) : c.max_tokens();
+  const int64_t max_len = clf.input_length(o.max_len);
   TrainData data;
   data.train = encode_dataset(*clf.tokenizer, train, max_len);
   if (!evals.empty()) data.eval = encode_dataset(*clf.tokenizer, evals[0], max_len);
-  data.batch = {clf.tokenizer->pad_id(), train.regression, c.type_vocab_size > 1};
+  data.batch = clf.batch_options();
   data.metrics = task.metrics;
 
   TrainOptions topt = o.train;
@@ -81,19 +80,7 @@ void run_train(TrainCliOptions& o) {
             << report.trainable_params << " trainable parameters (" << report.adapter_params << " in adapters) of "
             << report.total_params << "\n";
 
-  install_stop_handlers();
-  TrainCallbacks cb;
-  cb.on_step = [&](const StepInfo& s) {
-    if (topt.log_every > 0 && (s.step % topt.log_every == 0 || s.step == s.total_steps || s.step == 1))
-      std::cerr << format_step(s) << std::endl;
-  };
-  cb.on_eval = [](const EvalInfo& e) {
-    std::cerr << "eval step " << e.step << ": loss " << e.loss;
-    for (const auto& [k, v] : e.metrics) std::cerr << " | " << k << " " << v;
-    std::cerr << (e.best ? " (best)" : "") << std::endl;
-  };
-  cb.on_event = [](const std::string& s) { std::cerr << "train: " << s << std::endl; };
-  cb.should_stop = [] { return stop_requested().load(); };
+  const TrainCallbacks cb = console_callbacks("train", topt.log_every);
   const TrainResult r = train_classifier(*clf.model, adapter, data, topt, cb);
 
   for (const char* dir : {"adapter", "best"})

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <iostream>
 #include <string>
 
 #include "gsoft/train/trainer.h"
@@ -40,6 +41,26 @@ inline void install_stop_handlers() {
   };
   std::signal(SIGINT, handler);
   std::signal(SIGTERM, handler);
+}
+
+// Callbacks that print to stderr as `who`: a progress line on the first and last step and every
+// log_every steps, each evaluation, each event (checkpoint, resume); and the stop request from
+// SIGINT/SIGTERM, whose handlers this installs.
+inline TrainCallbacks console_callbacks(const std::string& who, int64_t log_every) {
+  install_stop_handlers();
+  TrainCallbacks cb;
+  cb.on_step = [log_every](const StepInfo& s) {
+    if (s.step == 1 || s.step == s.total_steps || (log_every > 0 && s.step % log_every == 0))
+      std::cerr << format_step(s) << std::endl;
+  };
+  cb.on_eval = [](const EvalInfo& e) {
+    std::cerr << "eval step " << e.step << ": loss " << e.loss;
+    for (const auto& [k, v] : e.metrics) std::cerr << " | " << k << " " << v;
+    std::cerr << (e.best ? " (best)" : "") << std::endl;
+  };
+  cb.on_event = [who](const std::string& e) { std::cerr << who << ": " << e << std::endl; };
+  cb.should_stop = [] { return stop_requested().load(); };
+  return cb;
 }
 
 }  // namespace gsoft::cli

@@ -122,6 +122,7 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
   int64_t step = 0;
   if (o.resume && fs::exists(ckpt)) {
     step = train_detail::load_run_state(ckpt.string(), params, optimizer, print).step;
+    train_detail::trim_metrics(log.string(), step);
     if (cb.on_event) cb.on_event("resumed from step " + std::to_string(step) + " of " + std::to_string(o.max_steps));
   } else {
     torch::manual_seed(o.seed);
@@ -162,8 +163,8 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
                   static_cast<double>(step - r.start_step) / std::max(elapsed, 1e-9), 0};
     info.eta_seconds = static_cast<double>(o.max_steps - step) / std::max(info.steps_per_second, 1e-9);
     if (o.log_every > 0 && (step % o.log_every == 0 || step == o.max_steps)) {
-      std::ofstream(log, std::ios::app) << json{{"type", "train"}, {"step", step}, {"loss", lv}, {"lr", info.lr},
-                                                {"grad_norm", norm}}.dump() << "\n";
+      train_detail::append_jsonl(log.string(), {{"type", "train"}, {"step", step}, {"loss", lv}, {"lr", info.lr},
+                                                {"grad_norm", norm}});
     }
     if (cb.on_step) cb.on_step(info);
     const bool stop = cb.should_stop && cb.should_stop();

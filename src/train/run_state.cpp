@@ -3,10 +3,12 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <fstream>
 #include <numeric>
 #include <random>
 
 #include "gsoft/core/error.h"
+#include "gsoft/io/atomic_file.h"
 #include "gsoft/io/safetensors.h"
 #include "io/file_util.h"
 
@@ -55,6 +57,22 @@ std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch));
   std::shuffle(order.begin(), order.end(), rng);
   return order;
+}
+
+void append_jsonl(const std::string& path, const nlohmann::json& line) {
+  std::ofstream f(path, std::ios::app);
+  f << line.dump() << '\n';
+}
+
+void trim_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.value("step", int64_t{0}) <= step) kept += line + "\n";
+  }
+  io::write_file_atomic(path, kept);
 }
 
 }  // namespace gsoft::train_detail

@@ -31,4 +31,9 @@ RunState load_run_state(const std::string& path, const std::map<std::string, tor
 // visits the same batches.
 std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch);
 
+// metrics.jsonl: one JSON object appended per line; on resume, the lines of steps after the
+// checkpoint are dropped so the log reads like one uninterrupted run.
+void append_jsonl(const std::string& path, const nlohmann::json& line);
+void trim_metrics(const std::string& path, int64_t step);
+
 }  // namespace gsoft::train_detail

@@ -65,22 +65,6 @@ void write_dir_atomically(const fs::path& dir, const std::function<void(const st
   fs::remove_all(old);
 }
 
-void append_jsonl(const fs::path& path, const json& j) {
-  std::ofstream f(path, std::ios::app);
-  f << j.dump() << '\n';
-}
-
-// Keeps the log lines of steps up to `step`, so a resumed run's log reads like one run.
-void trim_metrics(const fs::path& path, int64_t step) {
-  if (!fs::exists(path)) return;
-  std::ifstream in(path);
-  std::string line, kept;
-  while (std::getline(in, line)) {
-    json j = json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.value("step", int64_t{0}) <= step) kept += line + "\n";
-  }
-  io::write_file_atomic(path.string(), kept);
-}
 
 }  // namespace
 
@@ -144,7 +128,7 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
     best.step = b.value("step", int64_t{-1});
     best.loss = b.value("loss", 0.0);
     best.metrics = b.value("metrics", std::map<std::string, double>{});
-    trim_metrics(out / kMetrics, step);
+    train_detail::trim_metrics((out / kMetrics).string(), step);
     if (cb.on_event) cb.on_event("resumed from step " + std::to_string(step) + " of " + std::to_string(total));
   } else {
     torch::manual_seed(o.seed);
@@ -172,7 +156,7 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
         io::write_file_atomic((fs::path(dir) / "eval.json").string(), line.dump(2) + "\n");
       });
     }
-    append_jsonl(out / kMetrics, line);
+    train_detail::append_jsonl((out / kMetrics).string(), line);
     if (cb.on_eval) cb.on_eval(e);
   };
 
@@ -210,7 +194,7 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
     StepInfo info{step, total, epoch + 1, epochs, lv, o.lr * factor, norm, taken / std::max(elapsed, 1e-9), 0};
     info.eta_seconds = (total - step) / std::max(info.steps_per_second, 1e-9);
     if (o.log_every > 0 && (step % o.log_every == 0 || step == total))
-      append_jsonl(out / kMetrics, {{"type", "train"}, {"step", step}, {"epoch", epoch + 1}, {"loss", lv},
+      train_detail::append_jsonl((out / kMetrics).string(), {{"type", "train"}, {"step", step}, {"epoch", epoch + 1}, {"loss", lv},
                                     {"lr", info.lr}, {"grad_norm", norm}});
     if (cb.on_step) cb.on_step(info);
 
