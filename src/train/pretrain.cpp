@@ -13,6 +13,7 @@
 #include "gsoft/io/atomic_file.h"
 #include "gsoft/io/safetensors.h"
 #include "gsoft/models/encoder.h"
+#include "gsoft/text/word_vectors.h"
 #include "gsoft/train/optim.h"
 #include "train/run_state.h"
 
@@ -179,6 +180,36 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
   }
   r.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
+}
+
+int64_t init_word_embeddings(MaskedLMImpl& model, const Tokenizer& tokenizer, const WordVectors& vectors,
+                             double mean_norm, uint64_t seed) {
+  GSOFT_CHECK(vectors.dim > 0, "init_word_embeddings: no word vectors");
+  GSOFT_CHECK(mean_norm > 0, "init_word_embeddings: mean_norm must be positive, got ", mean_norm);
+  torch::Tensor emb = model.encoder->named_parameters()["embeddings.word_embeddings.weight"];
+  const int64_t hidden = emb.size(1), dim = vectors.dim;
+  std::vector<int64_t> rows;
+  std::vector<float> values;
+  for (int64_t id = 0; id < std::min(tokenizer.vocab_size(), emb.size(0)); ++id) {
+    const std::string& t = tokenizer.id_to_token(id);
+    if (t.rfind("##", 0) == 0 || (t.size() > 2 && t.front() == '[' && t.back() == ']')) continue;
+    auto it = vectors.vectors.find(t);
+    if (it == vectors.vectors.end()) continue;
+    rows.push_back(id);
+    values.insert(values.end(), it->second.begin(), it->second.end());
+  }
+  if (rows.empty()) return 0;
+  const auto n = static_cast<int64_t>(rows.size());
+  const torch::Tensor v = torch::from_blob(values.data(), {n, dim}, torch::kFloat).to(torch::kDouble);
+  auto gen = at::detail::createCPUGenerator(seed);
+  const torch::Tensor a = torch::randn({std::max(dim, hidden), std::min(dim, hidden)}, gen, torch::kDouble);
+  const torch::Tensor q = std::get<0>(torch::linalg_qr(a));  // orthonormal columns
+  const torch::Tensor map = dim <= hidden ? q.t() : q;          // (dim, hidden)
+  torch::Tensor mapped = v.matmul(map);
+  mapped = mapped * (mean_norm / mapped.norm(2, 1).mean().clamp_min(1e-12));
+  torch::NoGradGuard g;
+  emb.index_copy_(0, torch::tensor(rows, torch::kLong), mapped.to(emb.scalar_type()));
+  return n;
 }
 
 void save_pretrained(MaskedLMImpl& model, const std::string& dir) {

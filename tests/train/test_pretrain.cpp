@@ -8,6 +8,7 @@
 #include "gsoft/models/bow.h"
 #include "gsoft/models/classifier.h"
 #include "gsoft/models/encoder.h"
+#include "gsoft/text/word_vectors.h"
 #include "gsoft/text/wordpiece_trainer.h"
 #include "gsoft/train/pretrain.h"
 #include "support/helpers.h"
@@ -129,6 +130,88 @@ TEST(Pretrain, HuggingFaceInitialisation) {
   EXPECT_NEAR(p["bert.embeddings.word_embeddings.weight"].std().item<double>(), 0.02, 0.002);
   EXPECT_TRUE(torch::all(p["bert.embeddings.LayerNorm.weight"].eq(1)).item<bool>());
   EXPECT_TRUE(torch::all(p["cls.predictions.bias"].eq(0)).item<bool>());
+}
+
+TEST(WordVectors, GloveTextAndWinkJsonReadAlike) {
+  const fs::path d = test::scratch_dir("word_vectors");
+  test::write_text(d / "v.txt", "3 3\ngood 0.5 1 -2\nbad -0.5 -1 2e0\n\n\" 0 0 0.25\r\n");
+  // wink's layout: other keys first, each vector followed by its norm and index, escaped words.
+  test::write_text(d / "v.json",
+                   "{\"precision\":8,\"dimensions\":3,\"words\":[\"good\",\"bad\",\"\\\"\"],\"vectors\":{"
+                   "\"good\":[0.5,1,-2,2.29,0],\"bad\":[-0.5,-1,2e0,2.29,1],\"\\\"\":[0,0,0.25,0.25,2]},"
+                   "\"unkVector\":[0,0,0,0,-1]}");
+  for (const char* f : {"v.txt", "v.json"}) {
+    SCOPED_TRACE(f);
+    const WordVectors all = read_word_vectors((d / f).string());
+    EXPECT_EQ(all.dim, 3);
+    EXPECT_EQ(all.entries, 3);
+    ASSERT_EQ(all.vectors.size(), 3u);
+    EXPECT_EQ(all.vectors.at("good"), (std::vector<float>{0.5f, 1.f, -2.f}));
+    EXPECT_EQ(all.vectors.at("bad"), (std::vector<float>{-0.5f, -1.f, 2.f}));
+    EXPECT_EQ(all.vectors.at("\""), (std::vector<float>{0.f, 0.f, 0.25f}));
+    const WordVectors some = read_word_vectors((d / f).string(), [](const std::string& w) { return w == "bad"; });
+    EXPECT_EQ(some.entries, 3);
+    EXPECT_EQ(some.vectors.size(), 1u);
+    EXPECT_TRUE(some.vectors.count("bad"));
+  }
+}
+
+TEST(WordVectors, MalformedFilesNameWhatAndWhere) {
+  const fs::path d = test::scratch_dir("word_vectors_bad");
+  auto message = [&](const std::string& name, const std::string& text) {
+    test::write_text(d / name, text);
+    try {
+      read_word_vectors((d / name).string());
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  auto expect_has = [](const std::string& m, const std::string& part) {
+    EXPECT_NE(m.find(part), std::string::npos) << "'" << part << "' not in: " << m;
+  };
+  std::string m = message("count.txt", "a 1 2 3\nb 1 2\n");
+  expect_has(m, "count.txt:2");
+  expect_has(m, "expected a word and 3 numbers");
+  expect_has(m, "found 2");
+  m = message("nan.txt", "a 1 x 3\n");
+  expect_has(m, "nan.txt:1");
+  expect_has(m, "'x'");
+  expect_has(message("empty.txt", "\n\n"), "no word vectors");
+  expect_has(message("short.json", "{\"dimensions\":3,\"vectors\":{\"a\":[1,2]}}"), "has 2 values, expected at least 3");
+  expect_has(message("cut.json", "{\"dimensions\":3,\"vectors\":{\"a\":[1,2,3],\"b\":[1,"), "expected a number");
+  expect_has(message("order.json", "{\"vectors\":{\"a\":[1]},\"dimensions\":1}"), "before \"dimensions\"");
+  expect_has(message("dim.json", "{\"dimensions\":0,\"vectors\":{}}"), "dimension 0 is outside");
+  expect_has(message("none.json", "{\"dimensions\":3}"), "no \"vectors\"");
+  expect_has(message("long.txt", std::string(2000, 'w') + " 1\n"), "exceeds the 1024-byte limit");
+  EXPECT_THROW(read_word_vectors((d / "missing.txt").string()), std::runtime_error);
+}
+
+TEST(Pretrain, WordVectorsInitialiseWholeWordEmbeddingsKeepingAngles) {
+  const Tokenizer tok = Tokenizer::from_json(train_wordpiece(corpus(), WordPieceTrainerOptions{120}));
+  WordVectors wv;
+  wv.dim = 3;
+  wv.vectors = {{"great", {1, 0, 0}}, {"awful", {-2, 0.5, 0}}, {"movie", {0, 3, 1}}, {"##s", {9, 9, 9}}, {"[CLS]", {1, 1, 1}}};
+  ASSERT_TRUE(tok.token_to_id("great") && tok.token_to_id("awful") && tok.token_to_id("movie"));
+  torch::manual_seed(0);
+  MaskedLM model(test::tiny_encoder_config(tok.vocab_size()));
+  init_weights(*model);
+  const torch::Tensor emb = model->encoder->named_parameters()["embeddings.word_embeddings.weight"];
+  const torch::Tensor before = emb.detach().clone();
+  EXPECT_EQ(init_word_embeddings(*model, tok, wv, /*mean_norm=*/2.0), 3);
+  const torch::Tensor after = emb.detach().to(torch::kDouble);
+  auto row = [&](const char* w) { return after[*tok.token_to_id(w)]; };
+  // One scale for all rows: norms keep their ratios and average 2; angles are kept.
+  const double n_great = row("great").norm().item<double>(), n_awful = row("awful").norm().item<double>(),
+               n_movie = row("movie").norm().item<double>();
+  EXPECT_NEAR((n_great + n_awful + n_movie) / 3, 2.0, 1e-5);
+  EXPECT_NEAR(n_awful / n_great, std::sqrt(4.25), 1e-5);
+  const double cos = (row("great") * row("awful")).sum().item<double>() / (n_great * n_awful);
+  EXPECT_NEAR(cos, -2 / std::sqrt(4.25), 1e-5);
+  // Pieces, special tokens and words without vectors keep their initial rows.
+  for (const char* t : {"##s", "[CLS]", "the"}) {
+    if (auto id = tok.token_to_id(t)) EXPECT_TRUE(torch::equal(emb[*id], before[*id])) << t;
+  }
 }
 
 TEST(Baseline, BagOfWordsLearnsTheSentimentWords) {

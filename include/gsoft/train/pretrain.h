@@ -11,6 +11,7 @@
 namespace gsoft {
 
 class MaskedLMImpl;
+struct WordVectors;
 
 struct PretrainOptions {
   int64_t max_steps = 2000;
@@ -42,6 +43,15 @@ struct PretrainResult {
 // Throws std::runtime_error on a non-finite loss (the last checkpoint is kept).
 PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, const std::vector<std::vector<int64_t>>& sequences,
                             const PretrainOptions& options, const TrainCallbacks& callbacks = {});
+
+// Sets the embedding row of every vocabulary entry that is a whole word (not a "##" piece or a
+// special token) found in `vectors`. Vectors are mapped to the hidden size by a fixed random map
+// with orthonormal rows or columns (so angles between words survive when dim <= hidden) and
+// scaled by one factor to a mean row norm of `mean_norm`; N(0, 0.02) rows would have norm
+// 0.02 * sqrt(hidden), so the word identity dominates the position embedding at the start. The
+// decoder is tied, so the output side starts from the same vectors. Returns the rows set.
+int64_t init_word_embeddings(MaskedLMImpl& model, const Tokenizer& tokenizer, const WordVectors& vectors,
+                             double mean_norm = 1.0, uint64_t seed = 0);
 
 // Writes config.json (with `config_json_extra` fields merged in), model.safetensors (Hugging
 // Face's BertForMaskedLM names, the tied decoder not repeated) into `dir`, each atomically.
