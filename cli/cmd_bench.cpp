@@ -240,6 +240,7 @@ void setup_bench(CLI::App& app, Runners& runners) {
   runners.push_back({acmd, [ad] { run_bench_adapters(*ad); }});
 
   setup_bench_train(bench, runners);
+  setup_bench_lipconv(bench, runners);
 }
 
 }  // namespace gsoft::cli

@@ -34,5 +34,7 @@ void setup_pretrain(CLI::App& app, Runners& runners);
 void setup_quickstart(CLI::App& app, Runners& runners);
 void setup_baseline(CLI::App& app, Runners& runners);
 void setup_compare(CLI::App& app, Runners& runners);
+void setup_lipconv(CLI::App& app, Runners& runners);
+void setup_bench_lipconv(CLI::App* bench, Runners& runners);
 
 }  // namespace gsoft::cli

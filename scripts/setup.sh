@@ -9,6 +9,8 @@ PACKAGES=(
   libopenblas-dev       # fast BLAS; the reference BLAS is ~10x slower
   libopenblas0-openmp   # OpenBLAS on OpenMP: shares libtorch's thread pool (see below)
   libicu-dev            # Unicode for the tokenizers
+  zlib1g-dev            # gzipped IDX image files
+  dataset-fashion-mnist # the LipConvNet data (gzipped IDX, 30 MB)
   libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
 )
 

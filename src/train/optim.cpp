@@ -73,6 +73,56 @@ void AdamW::load_state(const std::map<std::string, torch::Tensor>& s) {
   steps_ = it->second.to(torch::kLong).item<int64_t>();
 }
 
+SGD::SGD(std::vector<std::pair<std::string, torch::Tensor>> params, SGDOptions options)
+    : params_(std::move(params)), options_(options) {}
+
+void SGD::step(double lr_factor) {
+  torch::NoGradGuard g;
+  const double lr = options_.lr * lr_factor;
+  for (auto& [name, p] : params_) {
+    if (!p.grad().defined()) continue;
+    torch::Tensor d = p.grad();
+    if (options_.weight_decay != 0) d = d + options_.weight_decay * p;
+    auto it = momentum_.find(name);
+    if (options_.momentum != 0) {
+      if (it == momentum_.end()) it = momentum_.emplace(name, d.clone()).first;  // torch: first buffer = gradient
+      else it->second.mul_(options_.momentum).add_(d);
+      d = it->second;
+    }
+    p.add_(d, -lr);
+  }
+}
+
+void SGD::zero_grad() {
+  for (auto& [name, p] : params_)
+    if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
+}
+
+std::map<std::string, torch::Tensor> SGD::state() const {
+  std::map<std::string, torch::Tensor> s;
+  for (const auto& [name, t] : momentum_) s["sgd.momentum." + name] = t;
+  return s;
+}
+
+void SGD::load_state(const std::map<std::string, torch::Tensor>& s) {
+  std::map<std::string, torch::Tensor> m;
+  for (const auto& [name, p] : params_) {
+    auto it = s.find("sgd.momentum." + name);
+    if (it == s.end()) continue;  // no step yet
+    GSOFT_CHECK(it->second.sizes() == p.sizes(), "SGD state 'sgd.momentum.", name, "': expected shape ",
+                format_shape(p.sizes()), ", found ", format_shape(it->second.sizes()));
+    m[name] = it->second.to(p.dtype()).contiguous().clone();
+  }
+  momentum_ = std::move(m);
+}
+
+double multistep_schedule(int64_t step, int64_t total, const std::vector<double>& milestones, double gamma) {
+  double f = 1.0;
+  for (double m : milestones)
+    if (static_cast<double>(step) >= m * static_cast<double>(total)) f *= gamma;
+  return f;
+}
+
 double linear_schedule(int64_t step, int64_t warmup, int64_t total) {
   if (step < warmup) return static_cast<double>(step + 1) / static_cast<double>(warmup);
   if (total <= warmup) return 1.0;

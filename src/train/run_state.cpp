@@ -14,7 +14,7 @@
 
 namespace gsoft::train_detail {
 
-void save_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, const AdamW& optimizer,
+void save_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, const Optimizer& optimizer,
                     int64_t step, const nlohmann::json& options, const std::map<std::string, std::string>& extra) {
   std::map<std::string, torch::Tensor> t = optimizer.state();
   for (const auto& [name, p] : params) t["param." + name] = p.detach();
@@ -25,7 +25,7 @@ void save_run_state(const std::string& path, const std::map<std::string, torch::
   io::write_safetensors(path, t, metadata);
 }
 
-RunState load_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, AdamW& optimizer,
+RunState load_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, Optimizer& optimizer,
                         const nlohmann::json& options) {
   io::SafetensorsFile f = io::read_safetensors(path);
   const nlohmann::json saved = io::parse_json(f.metadata["options"], path + " options");

@@ -13,7 +13,7 @@
 
 namespace gsoft::train_detail {
 
-void save_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, const AdamW& optimizer,
+void save_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, const Optimizer& optimizer,
                     int64_t step, const nlohmann::json& options, const std::map<std::string, std::string>& extra = {});
 
 struct RunState {
@@ -24,7 +24,7 @@ struct RunState {
 // Copies the saved tensors into `params`, restores the optimiser and the RNG. Throws
 // std::invalid_argument naming the option whose value differs from `options`, or the tensor
 // that is missing or has another shape.
-RunState load_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, AdamW& optimizer,
+RunState load_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, Optimizer& optimizer,
                         const nlohmann::json& options);
 
 // The order of the examples in `epoch`: a shuffle seeded by (seed, epoch) alone, so a resumed run

@@ -23,7 +23,16 @@ struct AdamWOptions {
   double eps = 1e-8;
 };
 
-class AdamW {
+// What a checkpoint needs from an optimiser: its state as named tensors, and back.
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  virtual std::map<std::string, torch::Tensor> state() const = 0;
+  // Checks every name and shape.
+  virtual void load_state(const std::map<std::string, torch::Tensor>& state) = 0;
+};
+
+class AdamW : public Optimizer {
  public:
   explicit AdamW(std::vector<ParamGroup> groups, AdamWOptions options = {});
   // One update of every parameter with a gradient; each group's lr is multiplied by lr_factor
@@ -34,8 +43,8 @@ class AdamW {
   const std::vector<ParamGroup>& groups() const { return groups_; }
 
   // "adamw.m.<param>", "adamw.v.<param>" and "adamw.step"; load_state checks every name and shape.
-  std::map<std::string, torch::Tensor> state() const;
-  void load_state(const std::map<std::string, torch::Tensor>& state);
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& state) override;
 
  private:
   std::vector<ParamGroup> groups_;
@@ -43,6 +52,32 @@ class AdamW {
   std::map<std::string, torch::Tensor> m_, v_;
   int64_t steps_ = 0;
 };
+
+struct SGDOptions {
+  double lr = 0.1;
+  double momentum = 0.9;
+  double weight_decay = 5e-4;  // coupled (added to the gradient), as torch.optim.SGD
+};
+
+// SGD with heavy-ball momentum, as torch.optim.SGD (dampening 0, no Nesterov).
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<std::pair<std::string, torch::Tensor>> params, SGDOptions options);
+  void step(double lr_factor = 1.0);
+  void zero_grad();
+  // "sgd.momentum.<param>" for every parameter that has had a step.
+  std::map<std::string, torch::Tensor> state() const override;
+  void load_state(const std::map<std::string, torch::Tensor>& state) override;
+
+ private:
+  std::vector<std::pair<std::string, torch::Tensor>> params_;
+  SGDOptions options_;
+  std::map<std::string, torch::Tensor> momentum_;
+};
+
+// The factor of a step schedule: 1, then `gamma` after each milestone (a share of `total`), e.g.
+// {0.5, 0.75} with 0.1 gives 1, 0.1, 0.01 as torch's MultiStepLR stepped per iteration.
+double multistep_schedule(int64_t step, int64_t total, const std::vector<double>& milestones, double gamma);
 
 // Linear warm-up over `warmup` steps to 1, then linear decay to 0 at `total` (Hugging Face's
 // get_linear_schedule_with_warmup, counting the step being taken: step 0 of 10 warm-up steps
