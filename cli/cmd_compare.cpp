@@ -118,14 +118,16 @@ void run_compare(const CompareOptions& o) {
     row.method = m;
     const auto& lrs = m == "full" ? o.full_lrs : o.adapter_lrs;
     double best_dev = -1;
+    nlohmann::json best_run;
     for (double lr : lrs) {
       const auto j = run_one(o, m, lr, 0, out / m / ("lr" + std::to_string(lr)));
       std::cerr << "compare: " << m << " lr " << lr << ": dev " << j["dev_accuracy"] << std::endl;
-      if (j["dev_accuracy"].get<double>() > best_dev) best_dev = j["dev_accuracy"].get<double>(), row.lr = lr;
+      if (j["dev_accuracy"].get<double>() > best_dev) best_dev = j["dev_accuracy"].get<double>(), row.lr = lr, best_run = j;
     }
     std::vector<double> acc, secs, rss;
     for (int64_t seed = 0; seed < o.seeds; ++seed) {
-      const auto j = run_one(o, m, row.lr, seed, out / m / ("seed" + std::to_string(seed)));
+      // Seed 0 at the chosen rate is the sweep's run: training is deterministic, so it is reused.
+      const auto j = seed == 0 ? best_run : run_one(o, m, row.lr, seed, out / m / ("seed" + std::to_string(seed)));
       acc.push_back(j["test_accuracy"].get<double>());
       secs.push_back(j["train_seconds"].get<double>() / j["epochs"].get<double>());
       rss.push_back(j["peak_rss_mb"].get<double>());

@@ -145,6 +145,10 @@ void setup_pretrain(CLI::App& app, Runners& runners) {
   cmd->add_option("--seq-len", o->seq_len, "Tokens per sequence (also the position count)")->capture_default_str();
   auto& t = o->train;
   cmd->add_option("--max-steps", t.max_steps, "Training steps")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--stop-at", t.stop_at_step,
+                  "End after this step, keeping the schedule of --max-steps (0: run to --max-steps); the model is\n"
+                  "written as at that step, and a later run with a larger --stop-at continues")
+      ->capture_default_str();
   cmd->add_option("--batch-size", t.batch_size, "Sequences per step")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--lr", t.lr, "Peak learning rate")->capture_default_str();
   cmd->add_option("--weight-decay", t.weight_decay, "Decoupled weight decay")->capture_default_str();

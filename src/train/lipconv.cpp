@@ -183,10 +183,7 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
     const torch::Tensor logits = net.forward(x);
     const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
     const double lv = loss.item<double>();
-    if (!std::isfinite(lv))
-      throw std::runtime_error("step " + std::to_string(step + 1) + ": loss is " + std::to_string(lv) +
-                               "; training stopped. The last good checkpoint is " +
-                               (fs::exists(ckpt) ? ckpt.string() : std::string("(none yet)")));
+    train_detail::check_finite_loss(lv, step + 1, "training", ckpt.string());
     sgd.zero_grad();
     loss.backward();
     const double factor = multistep_schedule(step, total, milestones, 0.1);

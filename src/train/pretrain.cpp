@@ -137,7 +137,9 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
   int64_t order_epoch = -1;
   const auto t0 = std::chrono::steady_clock::now();
   model.train();
-  while (step < o.max_steps) {
+  // stop_at_step ends the run early without changing the schedule, which max_steps defines.
+  const int64_t end = o.stop_at_step > 0 ? std::min(o.stop_at_step, o.max_steps) : o.max_steps;
+  while (step < end) {
     const int64_t epoch = step / per_epoch, pos = step % per_epoch;
     if (epoch != order_epoch) order = train_detail::epoch_order(seqs.size(), o.seed, epoch), order_epoch = epoch;
     const size_t b0 = static_cast<size_t>(pos * o.batch_size);
@@ -147,10 +149,7 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
                                      o.mask_probability);
     const torch::Tensor loss = torch::nn::functional::cross_entropy(model.forward(b.input_ids, b.attention_mask, b.positions), b.targets);
     const double lv = loss.item<double>();
-    if (!std::isfinite(lv))
-      throw std::runtime_error("step " + std::to_string(step + 1) + ": loss is " + std::to_string(lv) +
-                               "; pretraining stopped. The last good checkpoint is " +
-                               (fs::exists(ckpt) ? ckpt.string() : std::string("(none yet)")));
+    train_detail::check_finite_loss(lv, step + 1, "pretraining", ckpt.string());
     optimizer.zero_grad();
     loss.backward();
     const double norm = clip_grad_norm(trainable, o.max_grad_norm);
@@ -162,18 +161,18 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     StepInfo info{step, o.max_steps, epoch + 1, (o.max_steps + per_epoch - 1) / per_epoch, lv, o.lr * factor, norm,
                   static_cast<double>(step - r.start_step) / std::max(elapsed, 1e-9), 0};
-    info.eta_seconds = static_cast<double>(o.max_steps - step) / std::max(info.steps_per_second, 1e-9);
-    if (o.log_every > 0 && (step % o.log_every == 0 || step == o.max_steps)) {
+    info.eta_seconds = static_cast<double>(end - step) / std::max(info.steps_per_second, 1e-9);
+    if (o.log_every > 0 && (step % o.log_every == 0 || step == end)) {
       train_detail::append_jsonl(log.string(), {{"type", "train"}, {"step", step}, {"loss", lv}, {"lr", info.lr},
                                                 {"grad_norm", norm}});
     }
     if (cb.on_step) cb.on_step(info);
     const bool stop = cb.should_stop && cb.should_stop();
-    if (stop || step == o.max_steps || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)) {
+    if (stop || step == end || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)) {
       train_detail::save_run_state(ckpt.string(), params, optimizer, step, print);
       if (cb.on_event) cb.on_event("checkpoint at step " + std::to_string(step));
     }
-    if (stop && step < o.max_steps) {
+    if (stop && step < end) {
       r.interrupted = true;
       break;
     }

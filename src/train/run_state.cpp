@@ -3,6 +3,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <numeric>
 #include <random>
@@ -49,6 +51,14 @@ RunState load_run_state(const std::string& path, const std::map<std::string, tor
   s.step = std::stoll(f.metadata.at("step"));
   s.metadata = std::move(f.metadata);
   return s;
+}
+
+void check_finite_loss(double loss, int64_t step, const std::string& what, const std::string& checkpoint) {
+  if (std::isfinite(loss)) return;
+  throw std::runtime_error("step " + std::to_string(step) + ": loss is " + std::to_string(loss) + "; " + what +
+                           " stopped. The last good checkpoint is " +
+                           (std::filesystem::exists(checkpoint) ? checkpoint : std::string("(none yet)")) +
+                           "; try a lower learning rate or gradient clipping");
 }
 
 std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {

@@ -27,6 +27,10 @@ struct RunState {
 RunState load_run_state(const std::string& path, const std::map<std::string, torch::Tensor>& params, Optimizer& optimizer,
                         const nlohmann::json& options);
 
+// Throws std::runtime_error when the loss of step `step` (counting from 1) is NaN or infinite,
+// naming `what` was stopped and the last checkpoint that remains.
+void check_finite_loss(double loss, int64_t step, const std::string& what, const std::string& checkpoint);
+
 // The order of the examples in `epoch`: a shuffle seeded by (seed, epoch) alone, so a resumed run
 // visits the same batches.
 std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch);

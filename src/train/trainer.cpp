@@ -175,11 +175,7 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
     const torch::Tensor logits = model.forward(batch.input_ids, batch.attention_mask, batch.token_type_ids);
     const torch::Tensor loss = sequence_classification_loss(logits, batch.labels);
     const double lv = loss.item<double>();
-    if (!std::isfinite(lv))
-      throw std::runtime_error("step " + std::to_string(step + 1) + ": loss is " + std::to_string(lv) +
-                               "; training stopped. The last good checkpoint is " +
-                               (fs::exists(ckpt) ? ckpt.string() : std::string("(none yet)")) +
-                               "; try a lower learning rate or gradient clipping");
+    train_detail::check_finite_loss(lv, step + 1, "training", ckpt.string());
     optimizer.zero_grad();
     loss.backward();
     const double norm = clip_grad_norm(trainable, o.max_grad_norm);

@@ -11,14 +11,7 @@ using namespace gsoft::data;
 using gsoft::test::scratch_dir;
 using gsoft::test::write_text;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using gsoft::test::error_of;
 
 TEST(Glue, EveryTaskLayoutReads) {
   const auto d = scratch_dir("glue");

@@ -14,7 +14,9 @@ class MaskedLMImpl;
 struct WordVectors;
 
 struct PretrainOptions {
-  int64_t max_steps = 2000;
+  int64_t max_steps = 2000;     // the length of the learning-rate schedule
+  int64_t stop_at_step = 0;     // end the run after this step (0: at max_steps); not part of the
+                                // schedule, so a run may be continued past it later
   int64_t batch_size = 64;
   double lr = 5e-4;
   double weight_decay = 0.01;
