@@ -108,8 +108,23 @@ TEST(Pretrain, PacksLearnsResumesAndLoadsAsAClassifier) {
   ASSERT_EQ(rest.losses.size(), 35u);
   for (size_t i = 0; i < 35; ++i) EXPECT_EQ(rest.losses[i], full.losses[25 + i]) << "step " << 26 + i;
 
+  // --stop-at ends the run without touching the schedule; a later run continues it exactly.
+  o.out_dir = test::scratch_dir("pretrain_stop_at").string();
+  o.stop_at_step = 25;
+  MaskedLM s1 = make();
+  const PretrainResult early = pretrain_mlm(*s1, tok, seqs, o);
+  EXPECT_FALSE(early.interrupted);
+  ASSERT_EQ(early.end_step, 25);
+  for (size_t i = 0; i < 25; ++i) EXPECT_EQ(early.losses[i], full.losses[i]) << "step " << i + 1;
+  o.stop_at_step = 0;
+  MaskedLM s2 = make();
+  const PretrainResult later = pretrain_mlm(*s2, tok, seqs, o);
+  ASSERT_EQ(later.losses.size(), 35u);
+  EXPECT_EQ(later.losses.back(), full.losses.back());
+  o.out_dir = test::scratch_dir("pretrain_resumed_save").string();
+
   // The saved checkpoint is a Hugging Face BertForMaskedLM that loads as a classifier.
-  const fs::path dir = o.out_dir;
+  const fs::path dir = o.out_dir;  // a fresh directory
   save_pretrained(*b, dir.string());
   test::write_text(dir / "tokenizer.json", train_wordpiece(texts, wo));
   LoadedClassifier clf = load_classifier(dir.string());
