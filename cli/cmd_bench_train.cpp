@@ -74,7 +74,7 @@ void run_bench_train(const BenchTrainOptions& o) {
   for (const auto& m : o.methods) bench_config(m);  // reject a bad method before any run
   if (o.single) return run_single(o);
   for (const auto& m : o.methods) {
-    const std::string cmd = "'" + self_path() + "' --threads " + std::to_string(num_threads()) + " bench train --single" +
+    const std::string cmd = shell_quote(self_path()) + " --threads " + std::to_string(num_threads()) + " bench train --single" +
                             " --methods " + m + " --seq " + std::to_string(o.seq) + " --batch " + std::to_string(o.batch) +
                             " --layers " + std::to_string(o.layers) + " --hidden " + std::to_string(o.hidden) +
                             " --steps " + std::to_string(o.steps);

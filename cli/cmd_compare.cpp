@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct CompareOptions {
-  std::string model = "models/polarity-bert";
+  std::string model = kShippedModel;
   std::string data = kPolarityData;
   std::string out = "runs/compare";
   std::vector<std::string> methods{"gsoft", "double_gsoft", "oft", "boft", "lora", "full"};
@@ -34,18 +34,12 @@ struct CompareOptions {
 };
 
 
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
 // Runs gsoft quickstart and returns its JSON line.
 nlohmann::json run_one(const CompareOptions& o, const std::string& method, double lr, int64_t seed, const fs::path& out) {
   std::ostringstream cmd;
-  cmd << quote(self_path()) << " --threads " << num_threads() << " quickstart --model " << quote(o.model) << " --data "
-      << quote(o.data) << " --out " << quote(out.string()) << " --method " << method << " --lr " << lr << " --seed "
-      << seed << " --epochs " << o.epochs << " --log-every 1000000 2>" << quote((out.string() + ".log"));
+  cmd << shell_quote(self_path()) << " --threads " << num_threads() << " quickstart --model " << shell_quote(o.model) << " --data "
+      << shell_quote(o.data) << " --out " << shell_quote(out.string()) << " --method " << method << " --lr " << lr << " --seed "
+      << seed << " --epochs " << o.epochs << " --log-every 1000000 2>" << shell_quote((out.string() + ".log"));
   fs::create_directories(out.parent_path());
   FILE* p = ::popen(cmd.str().c_str(), "r");
   if (!p) throw std::runtime_error("compare: cannot start " + cmd.str());

@@ -53,15 +53,9 @@ struct DataOptions {
   }
 };
 
-std::string radius_name(double eps) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%g/255", eps * 255);
-  return b;
-}
-
 json certified_json(const conv::CertifiedAccuracy& c) {
   json robust = json::object();
-  for (size_t i = 0; i < c.eps.size(); ++i) robust[radius_name(c.eps[i])] = c.robust_accuracy[i];
+  for (size_t i = 0; i < c.eps.size(); ++i) robust[conv::radius_label(c.eps[i])] = c.robust_accuracy[i];
   return {{"images", c.count}, {"accuracy", c.accuracy}, {"robust_accuracy", robust}, {"mean_certificate", c.mean_certificate}};
 }
 
@@ -93,7 +87,7 @@ void run_train(TrainCli& o) {
     std::cerr << "epoch " << e.epoch << "/" << t.epochs << ": train loss " << e.train_loss << ", accuracy "
               << e.train_accuracy << " | test accuracy " << e.test.accuracy;
     for (size_t i = 0; i < e.test.eps.size(); ++i)
-      std::cerr << " | certified " << radius_name(e.test.eps[i]) << " " << e.test.robust_accuracy[i];
+      std::cerr << " | certified " << conv::radius_label(e.test.eps[i]) << " " << e.test.robust_accuracy[i];
     std::cerr << " | mean certificate " << e.test.mean_certificate << " | " << format_duration(e.train_seconds)
               << " training, " << format_duration(e.eval_seconds) << " certifying" << std::endl;
   };

@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct QuickstartOptions {
-  std::string model = "models/polarity-bert";
+  std::string model = kShippedModel;
   std::string data = kPolarityData;
   std::string out = "runs/quickstart";
   AdapterOptions adapter;
@@ -71,14 +71,15 @@ void run_quickstart(QuickstartOptions& o) {
   const torch::Tensor adapted_logits = predict_logits(*adapted.model, test, 64, d.batch);
   std::vector<double> gold;
   for (const auto& e : test) gold.push_back(e.label);
-  const double test_acc = data::accuracy(predictions_from_logits(adapted_logits), gold);
+  const auto adapted_pred = predictions_from_logits(adapted_logits);
+  const double test_acc = data::accuracy(adapted_pred, gold);
 
   // Merge and compare predictions.
   const fs::path merged = fs::path(o.out) / "merged";
   io::merge_to(o.model, best.string(), merged.string());
   LoadedClassifier plain = load_classifier(merged.string());
   const auto merged_pred = predictions_from_logits(predict_logits(*plain.model, test, 64, d.batch));
-  const bool agrees = merged_pred == predictions_from_logits(adapted_logits);
+  const bool agrees = merged_pred == adapted_pred;
 
   std::cout << "test accuracy     " << test_acc << " (" << test.size() << " sentences)\n"
             << "trainable params  " << report.trainable_params << " (" << report.adapter_params << " in the adapter)\n"

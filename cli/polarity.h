@@ -1,6 +1,7 @@
 #pragma once
-// The main job's task (quickstart, baseline): Pang & Lee's sentence polarity CSV ("label","text",
-// no header, labels -1 / 1) with its fixed split; and this program's own path, to run itself.
+// The main job's task (quickstart, baseline, compare): Pang & Lee's sentence polarity CSV
+// ("label","text", no header, labels -1 / 1) with its fixed split, and the shipped encoder; and
+// this program's own path, quoted for the shell, to run itself.
 #include <unistd.h>
 
 #include <array>
@@ -13,6 +14,7 @@
 namespace gsoft::cli {
 
 inline const char* kPolarityData = "data/polarity/polarity-en-pang&lee2.csv";
+inline const char* kShippedModel = "models/polarity-bert";
 
 inline data::Split read_polarity_split(const std::string& path) {
   if (!std::filesystem::exists(path))
@@ -23,6 +25,13 @@ inline data::Split read_polarity_split(const std::string& path) {
   f.text_column = "1";
   f.label_names = {"-1", "1"};
   return data::split_by_position(data::read_table(path, f));
+}
+
+// s as one single-quoted shell word.
+inline std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
 }
 
 inline std::string self_path() {

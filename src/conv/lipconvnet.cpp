@@ -1,6 +1,7 @@
 #include "gsoft/conv/lipconvnet.h"
 
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include "gsoft/core/error.h"
@@ -102,6 +103,12 @@ std::vector<LipConvNetImpl::LayerInfo> LipConvNetImpl::layers() const {
   r.push_back({"last", "SOC", last->options.in_channels(), last->options.out_channels(), 1, 1, 1,
                count_trainable_parameters(*last)});
   return r;
+}
+
+std::string radius_label(double eps) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g/255", eps * 255);
+  return b;
 }
 
 torch::Tensor certificates(const torch::Tensor& logits, double input_lipschitz) {

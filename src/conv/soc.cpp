@@ -155,6 +155,12 @@ void GSSOCImpl::reset() {
                                          .train_terms(o.train_terms())
                                          .eval_terms(o.eval_terms())
                                          .init_iters(o.init_iters())));
+  auto indices = [&](int64_t channels, int64_t groups) {
+    if (groups == 1 || channels % (o.paired() ? 2 * groups : groups) != 0) return torch::Tensor();
+    return torch::tensor(channel_shuffle_permutation(channels, groups, o.paired(), o.layout()).sigma(), torch::kLong);
+  };
+  shuffle1_ = indices(o.in_channels(), o.groups1());
+  shuffle2_ = o.groups2() > 0 ? indices(o.out_channels(), o.groups2()) : torch::Tensor();
   if (o.groups2() > 0)
     soc2 = register_module("soc2", SOC(SOCOptions(o.out_channels(), o.out_channels())
                                            .kernel_size(1)
@@ -165,15 +171,14 @@ void GSSOCImpl::reset() {
 }
 
 torch::Tensor GSSOCImpl::forward(const torch::Tensor& input) {
-  const auto& o = options;
-  auto shuffle = [&](const torch::Tensor& x, int64_t groups) {
-    const int64_t c = x.size(1);
-    if (groups == 1 || c % (o.paired() ? 2 * groups : groups) != 0) return x;
-    return shuffle_channels(x, channel_shuffle_permutation(c, groups, o.paired(), o.layout()));
+  auto shuffle = [](const torch::Tensor& x, const torch::Tensor& indices) {
+    return indices.defined() ? x.index_select(1, indices) : x;
   };
-  torch::Tensor x = soc1->forward(shuffle(input, o.groups1()));
+  GSOFT_CHECK(input.dim() == 4 && input.size(1) == options.in_channels(), "GS-SOC: expected input (batch, ",
+              options.in_channels(), ", height, width), got ", format_shape(input.sizes()));
+  torch::Tensor x = soc1->forward(shuffle(input, shuffle1_));
   if (!soc2) return x;
-  return soc2->forward(shuffle(x, o.groups2()));
+  return soc2->forward(shuffle(x, shuffle2_));
 }
 
 Activation parse_activation(const std::string& name) {

@@ -39,7 +39,7 @@ std::map<std::string, torch::Tensor> state_tensors(LipConvNetImpl& net) {
 
 json epoch_json(const LipConvEpoch& e) {
   json robust = json::object();
-  for (size_t i = 0; i < e.test.eps.size(); ++i) robust[std::to_string(e.test.eps[i] * 255).substr(0, 5) + "/255"] = e.test.robust_accuracy[i];
+  for (size_t i = 0; i < e.test.eps.size(); ++i) robust[conv::radius_label(e.test.eps[i])] = e.test.robust_accuracy[i];
   return {{"type", "epoch"}, {"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss},
           {"train_accuracy", e.train_accuracy}, {"train_seconds", e.train_seconds}, {"eval_seconds", e.eval_seconds},
           {"test_accuracy", e.test.accuracy}, {"robust_accuracy", robust}, {"mean_certificate", e.test.mean_certificate}};
@@ -165,6 +165,8 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
   int64_t correct = 0, seen = 0;
   auto epoch_start = std::chrono::steady_clock::now();
   const auto t0 = std::chrono::steady_clock::now();
+  std::vector<size_t> order;
+  int64_t order_epoch = -1;
   net.train();
   while (step < stop_at) {
     const int64_t epoch = step / per_epoch, pos = step % per_epoch;
@@ -172,14 +174,14 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
       loss_sum = 0, correct = 0;
       epoch_start = std::chrono::steady_clock::now();
     }
-    const auto order = train_detail::epoch_order(static_cast<size_t>(n), o.seed, epoch);
+    if (epoch != order_epoch) order = train_detail::epoch_order(static_cast<size_t>(n), o.seed, epoch), order_epoch = epoch;
     const int64_t b0 = pos * o.batch_size, bn = std::min(o.batch_size, n - b0);
-    std::vector<int64_t> idx(order.begin() + b0, order.begin() + b0 + bn);
-    torch::Tensor images = train.images.index_select(0, torch::tensor(idx, torch::kLong));
+    const torch::Tensor idx = torch::tensor(std::vector<int64_t>(order.begin() + b0, order.begin() + b0 + bn), torch::kLong);
+    torch::Tensor images = train.images.index_select(0, idx);
     if (o.crop_padding > 0 || o.flip)
       images = data::augment_images(images, o.crop_padding, o.flip, o.seed * 1000003ull + static_cast<uint64_t>(step));
     const torch::Tensor x = data::normalize_images(images, train.mean, train.std);
-    const torch::Tensor y = train.labels.index_select(0, torch::tensor(idx, torch::kLong));
+    const torch::Tensor y = train.labels.index_select(0, idx);
     const torch::Tensor logits = net.forward(x);
     const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
     const double lv = loss.item<double>();

@@ -66,6 +66,9 @@ int64_t count_trainable_parameters(const torch::nn::Module& m);
 // input whose certificate exceeds eps keeps its label under any perturbation of l2 norm eps.
 torch::Tensor certificates(const torch::Tensor& logits, double input_lipschitz);
 
+// "36/255": how a radius is named in logs and reports.
+std::string radius_label(double eps);
+
 struct CertifiedAccuracy {
   int64_t count = 0;
   double accuracy = 0;                  // clean

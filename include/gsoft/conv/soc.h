@@ -98,6 +98,11 @@ class GSSOCImpl : public torch::nn::Cloneable<GSSOCImpl> {
 
   GSSOCOptions options;
   SOC soc1{nullptr}, soc2{nullptr};
+
+ private:
+  // Channel indices of the two shuffles (fixed by the options, so built once); undefined when
+  // a shuffle is skipped.
+  torch::Tensor shuffle1_, shuffle2_;
 };
 TORCH_MODULE(GSSOC);
 
