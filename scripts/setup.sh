@@ -14,6 +14,11 @@ PACKAGES=(
   libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
 )
 
+# `--sanitizers`: also clang and its sanitizer and libFuzzer runtimes (scripts/sanitize.sh, fuzz.sh).
+if [ "${1:-}" = "--sanitizers" ]; then
+  PACKAGES+=(clang libclang-rt-14-dev)
+fi
+
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 

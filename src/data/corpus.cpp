@@ -48,11 +48,12 @@ std::vector<std::string> read_corpus(const std::string& path, const TableFormat&
   std::vector<std::string> out;
   std::string para, line;
   std::istringstream in(text);
+  int64_t line_no = 0;
   auto flush = [&] {
     if (para.find_first_not_of(" \t\r") != std::string::npos) out.push_back(para);
     para.clear();
   };
-  while (std::getline(in, line)) {
+  while (io::read_line(in, line, io::kMaxLineBytes, path, ++line_no)) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) flush();
     else para += (para.empty() ? "" : " ") + line;
   }

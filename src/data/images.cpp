@@ -67,6 +67,16 @@ class ByteReader {
     uint8_t b;
     return read(&b, 1) == 0;
   }
+  // An upper bound on the bytes still to come, to check a header's claims before allocating:
+  // the rest of a plain file; for gzip, deflate's largest expansion (1032:1) of the whole file.
+  uint64_t most_remaining() {
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(path_, ec);
+    if (ec) return UINT64_MAX;
+    if (gz_) return size > UINT64_MAX / 1032 ? UINT64_MAX : size * 1032;
+    const auto pos = in_.tellg();
+    return pos < 0 ? size : size - std::min<uint64_t>(size, static_cast<uint64_t>(pos));
+  }
 
  private:
   std::string path_;
@@ -162,6 +172,13 @@ ImageDataset read_idx(const std::string& images_path, const std::string& labels_
   ByteReader rl(labels_path);
   const auto ldims = idx_header(rl, labels_path, 1);
   GSOFT_CHECK(ldims[0] == dims[0], labels_path, ": ", ldims[0], " labels for the ", dims[0], " images of ", images_path);
+  // At most 10M x 4096 x 4096 bytes: no overflow, but far too much to allocate on the header's word.
+  const uint64_t pixels = static_cast<uint64_t>(dims[0]) * static_cast<uint64_t>(dims[1]) * static_cast<uint64_t>(dims[2]);
+  GSOFT_CHECK(pixels <= kMaxImageBytes, images_path, ": the header announces ", dims[0], " images of ", dims[1], "x", dims[2],
+              " (", pixels, " bytes), over the ", kMaxImageBytes, "-byte limit");
+  const uint64_t available = ri.most_remaining();
+  GSOFT_CHECK(pixels <= available, images_path, ": truncated: the header announces ", dims[0], " images of ", dims[1], "x",
+              dims[2], " (", pixels, " bytes), but the file holds at most ", available);
   ImageDataset d;
   d.name = fs::path(images_path).filename().string();
   d.num_classes = num_classes;

@@ -106,6 +106,7 @@ int column_index(const std::vector<std::string>& header, const std::string& colu
   if (!has_header) {
     if (!is_integer(column) || column[0] == '-')
       throw std::runtime_error(path + ": " + what + " column '" + column + "' must be a 0-based index for a file without a header");
+    if (column.size() > 6) throw std::runtime_error(path + ": " + what + " column index " + column + " is too large");
     return std::stoi(column);
   }
   for (size_t i = 0; i < header.size(); ++i)
@@ -175,8 +176,7 @@ std::vector<RawRow> read_jsonl(const std::string& path, const std::string& text,
       if (!j.is_object() || !j.contains(key)) return false;
       const auto& v = j[key];
       if (v.is_string()) out = v.get<std::string>();
-      else if (allow_number && v.is_number_integer()) out = std::to_string(v.get<int64_t>());
-      else if (allow_number && v.is_number()) out = v.dump();
+      else if (allow_number && v.is_number()) out = v.dump();  // integers print exactly, whatever their size
       else if (allow_number && v.is_boolean()) out = v.get<bool>() ? "1" : "0";
       else return false;
       return true;
@@ -231,7 +231,10 @@ Dataset read_table(const std::string& path, const TableFormat& f) {
       const bool numeric = std::all_of(d.label_names.begin(), d.label_names.end(), is_integer);
       if (numeric)
         std::sort(d.label_names.begin(), d.label_names.end(),
-                  [](const std::string& a, const std::string& b) { return std::stoll(a) < std::stoll(b); });
+                  [](const std::string& a, const std::string& b) {
+                    // strtold saturates where stoll would throw on a 30-digit label
+                    return std::strtold(a.c_str(), nullptr) < std::strtold(b.c_str(), nullptr);
+                  });
     }
   }
   std::map<std::string, int64_t> index;

@@ -1,16 +1,20 @@
 #include "gsoft/io/atomic_file.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 #include <vector>
 
 namespace gsoft::io {
+
+void sync_parent_directory(const std::string& path);
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   tmp_ = path_ + ".tmp.XXXXXX";
@@ -54,12 +58,52 @@ void AtomicFile::commit() {
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
     throw std::runtime_error(path_ + ": rename from temporary file failed: " + std::strerror(errno));
   committed_ = true;
+  sync_parent_directory(path_);
+}
+
+void sync_parent_directory(const std::string& path) {
+  // The rename is durable only once the directory entry is on disk; best effort (some file
+  // systems refuse fsync on directories).
+  const auto parent = std::filesystem::path(path).parent_path();
+  const int fd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)::fsync(fd);
+  ::close(fd);
 }
 
 void write_file_atomic(const std::string& path, const std::string& content) {
   AtomicFile f(path);
   f.write(content.data(), content.size());
   f.commit();
+}
+
+void replace_directory(const std::string& dir_in, const std::function<void(const std::string&)>& write) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(dir_in).lexically_normal();
+  const fs::path tmp = dir.string() + ".tmp";
+  fs::remove_all(tmp);  // left by a run killed while writing it
+  try {
+    write(tmp.string());
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  if (!fs::exists(dir)) {
+    fs::rename(tmp, dir);
+  } else if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) != 0) {
+    // File systems without RENAME_EXCHANGE: two renames, with the old directory kept as .old
+    // until the new one is in place.
+    if (errno != EINVAL && errno != ENOSYS)
+      throw std::runtime_error(dir.string() + ": cannot swap in " + tmp.string() + ": " + std::strerror(errno));
+    const fs::path old = dir.string() + ".old";
+    fs::remove_all(old);
+    fs::rename(dir, old);
+    fs::rename(tmp, dir);
+    fs::remove_all(old);
+  }
+  sync_parent_directory(dir.string());
+  fs::remove_all(tmp);  // now the old directory
 }
 
 }  // namespace gsoft::io

@@ -4,6 +4,8 @@
 // error names the file.
 #include <fstream>
 #include <functional>
+#include <limits>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <sstream>
@@ -13,6 +15,7 @@ namespace gsoft::io {
 
 constexpr size_t kMaxJsonBytes = 100ull * 1024 * 1024;
 constexpr int kMaxJsonDepth = 64;
+constexpr size_t kMaxLineBytes = 16u << 20;  // text lines (corpora, word vectors)
 
 // `on_top_level_key` (optional) sees every key of the top-level object, e.g. to reject duplicates.
 template <typename Json = nlohmann::json>
@@ -48,11 +51,45 @@ inline std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
+// std::getline with a cap: reads one line without its '\n' into `line`; false at the end of the
+// input. A line longer than `max_bytes` throws "<origin>:<line_no>: line longer than N bytes"
+// before more than max_bytes are held.
+inline bool read_line(std::istream& in, std::string& line, size_t max_bytes, const std::string& origin, int64_t line_no) {
+  line.clear();
+  std::streambuf* sb = in.rdbuf();
+  bool any = false;
+  for (;;) {
+    const int c = sb->sbumpc();
+    if (c == std::char_traits<char>::eof()) {
+      in.setstate(std::ios::eofbit);
+      return any;
+    }
+    any = true;
+    if (c == '\n') return true;
+    if (line.size() >= max_bytes)
+      throw std::runtime_error(origin + ":" + std::to_string(line_no) + ": line longer than " + std::to_string(max_bytes) +
+                               " bytes");
+    line.push_back(static_cast<char>(c));
+  }
+}
+
 // j[key] as T, or `fallback` when it is missing or null; a value of the wrong type is an error
 // naming the file, the field and the value.
 template <typename T, typename Json>
 T json_field(const Json& j, const char* key, T fallback, const std::string& origin) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // nlohmann converts 1e59 or 2^64-1 to an integer type by a cast, which is undefined or wraps.
+    const auto& v = j[key];
+    const bool fits = v.is_number_unsigned() ? v.template get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                      : v.is_number_integer() ? v.template get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                                                    v.template get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max())
+                                              : false;
+    if (!fits)
+      throw std::runtime_error(origin + ": field '" + key + "' has the wrong type: expected an integer in " +
+                               std::to_string(std::numeric_limits<T>::min()) + ".." +
+                               std::to_string(std::numeric_limits<T>::max()) + ", found " + v.dump());
+  }
   try {
     return j[key].template get<T>();
   } catch (const typename Json::exception&) {

@@ -133,14 +133,28 @@ SafetensorsFile read_safetensors(const std::string& path) {
     if (!e["shape"].is_array()) fail(path, "tensor '" + name + "': shape is not an array");
     std::vector<int64_t> shape;
     uint64_t numel = 1;
+    if (e["shape"].size() > kMaxSafetensorsRank)
+      fail(path, "tensor '" + name + "': " + std::to_string(e["shape"].size()) + " dimensions, expected at most " +
+                     std::to_string(kMaxSafetensorsRank));
+    // The product of the non-zero dimensions stays below 2^62, so neither the byte count below nor
+    // torch's own size arithmetic can wrap; a zero dimension does not excuse the others.
+    constexpr uint64_t kLimit = uint64_t(1) << 62;
+    uint64_t nonzero = 1;
+    bool empty = false;
     for (const auto& d : e["shape"]) {
       if (!d.is_number_unsigned()) fail(path, "tensor '" + name + "': shape entries must be non-negative integers");
       const uint64_t v = d.get<uint64_t>();
-      if (v != 0 && numel > (uint64_t(1) << 62) / v)
-        fail(path, "tensor '" + name + "': shape " + e["shape"].dump() + " overflows");
-      numel *= v;
+      if (v != 0 && nonzero > kLimit / v)
+        fail(path, "tensor '" + name + "': shape " + e["shape"].dump() + " overflows (element count over 2^62)");
+      if (v == 0) empty = true;
+      else nonzero *= v;
       shape.push_back(static_cast<int64_t>(v));
     }
+    numel = empty ? 0 : nonzero;
+    if (numel > data_size / static_cast<uint64_t>(dt->size))
+      fail(path, "tensor '" + name + "': " + dt->name + " " + format_shape(shape) + " needs " + std::to_string(numel) +
+                     " elements of " + std::to_string(dt->size) + " bytes, more than the " + std::to_string(data_size) +
+                     "-byte data buffer holds");
     const auto& off = e["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
       fail(path, "tensor '" + name + "': data_offsets must be two non-negative integers");

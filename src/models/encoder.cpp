@@ -153,17 +153,34 @@ EncoderConfig EncoderConfig::from_json(const std::string& text, const std::strin
     throw std::runtime_error(origin + ": gsoft_classifier_head '" + c.classifier_head +
                              "', expected huggingface or authors_glue");
   c.num_labels = io::json_field<int64_t>(j, "num_labels", c.num_labels, origin);
-  auto positive = [&](const char* name, int64_t v) {
-    if (v < 1) throw std::runtime_error(origin + ": " + name + " must be positive, got " + std::to_string(v));
+  // Upper bounds too: the model is allocated from these numbers before any weight is read.
+  auto in_range = [&](const char* name, int64_t v, int64_t most) {
+    if (v < 1 || v > most)
+      throw std::runtime_error(origin + ": " + name + " is " + std::to_string(v) + ", expected 1.." + std::to_string(most));
   };
-  positive("vocab_size", c.vocab_size);
-  positive("hidden_size", c.hidden_size);
-  positive("num_hidden_layers", c.num_hidden_layers);
-  positive("num_attention_heads", c.num_attention_heads);
-  positive("intermediate_size", c.intermediate_size);
-  positive("max_position_embeddings", c.max_position_embeddings);
-  positive("type_vocab_size", c.type_vocab_size);
-  positive("num_labels", c.num_labels);
+  in_range("vocab_size", c.vocab_size, int64_t{1} << 21);
+  in_range("hidden_size", c.hidden_size, int64_t{1} << 16);
+  in_range("num_hidden_layers", c.num_hidden_layers, 1024);
+  in_range("num_attention_heads", c.num_attention_heads, 1024);
+  in_range("intermediate_size", c.intermediate_size, int64_t{1} << 18);
+  in_range("max_position_embeddings", c.max_position_embeddings, int64_t{1} << 20);
+  in_range("type_vocab_size", c.type_vocab_size, 1024);
+  in_range("num_labels", c.num_labels, int64_t{1} << 20);
+  const int64_t h = c.hidden_size;
+  const int64_t params = (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * h +
+                         c.num_hidden_layers * (4 * h * h + 2 * h * c.intermediate_size);
+  if (params > kMaxEncoderParams)
+    throw std::runtime_error(origin + ": describes a model of about " + std::to_string(params) +
+                             " parameters, more than the limit of " + std::to_string(kMaxEncoderParams));
+  if (c.pad_token_id < 0 || c.pad_token_id >= c.vocab_size)
+    throw std::runtime_error(origin + ": pad_token_id " + std::to_string(c.pad_token_id) + " is outside the vocabulary 0.." +
+                             std::to_string(c.vocab_size - 1));
+  for (const auto& [name, p] : {std::pair<const char*, double>{"hidden_dropout_prob", c.hidden_dropout_prob},
+                                {"attention_probs_dropout_prob", c.attention_probs_dropout_prob}})
+    if (!(p >= 0 && p < 1))
+      throw std::runtime_error(origin + ": " + name + " is " + std::to_string(p) + ", expected a value in [0, 1)");
+  if (!(c.layer_norm_eps > 0 && c.layer_norm_eps < 1))
+    throw std::runtime_error(origin + ": layer_norm_eps is " + std::to_string(c.layer_norm_eps) + ", expected a value in (0, 1)");
   if (c.hidden_size % c.num_attention_heads != 0)
     throw std::runtime_error(origin + ": hidden_size (" + std::to_string(c.hidden_size) +
                              ") must be divisible by num_attention_heads (" + std::to_string(c.num_attention_heads) + ")");

@@ -255,7 +255,14 @@ struct Vocab {
   std::vector<std::string> tokens;  // by id; holes are empty
 
   void add(const std::string& token, int64_t id, const std::string& origin) {
-    if (id < 0 || id > (int64_t{1} << 31)) fail(origin, "token \"" + token + "\" has id " + std::to_string(id) + ", expected 0..2^31");
+    // Ids index a table, so a huge one would allocate that table; the largest real vocabularies
+    // have about 256k entries.
+    if (id < 0 || id >= kMaxVocabSize)
+      fail(origin, "token \"" + token.substr(0, 64) + "\" has id " + std::to_string(id) + ", expected 0.." +
+                       std::to_string(kMaxVocabSize - 1));
+    if (token.size() > kMaxTokenBytes)
+      fail(origin, "token \"" + token.substr(0, 64) + "...\" (id " + std::to_string(id) + ") is " +
+                       std::to_string(token.size()) + " bytes, expected at most " + std::to_string(kMaxTokenBytes));
     ids[token] = id;
     if (static_cast<size_t>(id) >= tokens.size()) tokens.resize(static_cast<size_t>(id) + 1);
     tokens[static_cast<size_t>(id)] = token;
@@ -293,13 +300,18 @@ class WordPiece final : public Model {
     unk_ = *id;
     prefix_ = io::json_field<std::string>(j, "continuing_subword_prefix", "##", origin);
     max_chars_ = io::json_field<int64_t>(j, "max_input_chars_per_word", 100, origin);
+    if (max_chars_ < 1 || max_chars_ > kMaxWordChars)
+      fail(origin, "model.max_input_chars_per_word is " + std::to_string(max_chars_) + ", expected 1.." +
+                       std::to_string(kMaxWordChars));
+    for (const auto& t : vocab.tokens) longest_ = std::max(longest_, utf8_decode(t).size());
   }
   void tokenize(const U32& word, std::vector<int64_t>& out) const override {
     if (static_cast<int64_t>(word.size()) > max_chars_) { out.push_back(unk_); return; }
     const size_t mark = out.size();
     size_t start = 0;
     while (start < word.size()) {
-      size_t end = word.size();
+      // No piece is longer than the longest vocabulary entry (whose length includes any prefix).
+      size_t end = std::min(word.size(), start + longest_);
       std::optional<int64_t> found;
       for (; end > start; --end) {
         std::string piece = start > 0 ? prefix_ : std::string();
@@ -322,6 +334,7 @@ class WordPiece final : public Model {
   int64_t unk_ = 0;
   std::string prefix_;
   int64_t max_chars_ = 100;
+  size_t longest_ = 0;  // code points
 };
 
 class BPE final : public Model {
@@ -486,6 +499,9 @@ PostProcessor make_post_processor(const json& j, const Vocab& vocab, const std::
     for (auto it = special_tokens.begin(); it != special_tokens.end(); ++it) {
       if (!it.value().contains("ids") || !it.value()["ids"].is_array())
         fail(origin, "post_processor.special_tokens[\"" + it.key() + "\"] has no \"ids\" array");
+      for (const auto& id : it.value()["ids"])
+        if (!id.is_number_integer())
+          fail(origin, "post_processor.special_tokens[\"" + it.key() + "\"].ids holds " + id.dump() + ", expected integer ids");
       specials[it.key()] = it.value()["ids"].get<std::vector<int64_t>>();
     }
     auto parse = [&](const char* field) {

@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include "io/file_util.h"
 
 namespace gsoft {
 namespace {
@@ -21,8 +24,10 @@ bool parse_float(const std::string& s, float& out) {
   errno = 0;
   char* end = nullptr;
   out = std::strtof(s.c_str(), &end);
-  return end == s.c_str() + s.size() && errno != ERANGE;
+  return end == s.c_str() + s.size() && errno != ERANGE && std::isfinite(out);
 }
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 void check_dim(const std::string& where, int64_t dim) {
   if (dim < 1 || dim > kMaxWordVectorDim)
@@ -34,7 +39,7 @@ WordVectors read_text(std::istream& in, const std::string& path, const std::func
   std::string line;
   int64_t line_no = 0;
   std::vector<std::string> fields;
-  while (std::getline(in, line)) {
+  while (io::read_line(in, line, io::kMaxLineBytes, path, line_no + 1)) {
     ++line_no;
     const std::string where = path + ":" + std::to_string(line_no);
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -42,8 +47,9 @@ WordVectors read_text(std::istream& in, const std::string& path, const std::func
     fields.clear();
     std::istringstream ls(line);
     for (std::string f; ls >> f;) fields.push_back(f);
-    if (line_no == 1 && fields.size() == 2 && std::all_of(fields[1].begin(), fields[1].end(), ::isdigit) &&
-        std::all_of(fields[0].begin(), fields[0].end(), ::isdigit))
+    if (fields.empty()) continue;  // only \v, \f or \r: blank to the stream, not to the check above
+    if (line_no == 1 && fields.size() == 2 && std::all_of(fields[1].begin(), fields[1].end(), is_digit) &&
+        std::all_of(fields[0].begin(), fields[0].end(), is_digit))
       continue;  // word2vec header: COUNT DIM
     if (fields[0].size() > kMaxWordBytes)
       fail(where, "word of " + std::to_string(fields[0].size()) + " bytes exceeds the " + std::to_string(kMaxWordBytes) + "-byte limit");
@@ -58,7 +64,7 @@ WordVectors read_text(std::istream& in, const std::string& path, const std::func
     for (int64_t i = 0; i < d; ++i)
       if (!parse_float(fields[static_cast<size_t>(i) + 1], v[static_cast<size_t>(i)]))
         fail(where, "value " + std::to_string(i + 1) + " of " + shown(fields[0]) + " is " + shown(fields[static_cast<size_t>(i) + 1]) +
-                        ", expected a number");
+                        ", expected a finite number");
     r.vectors[fields[0]] = std::move(v);
   }
   if (r.dim == 0) fail(path, "no word vectors found");
@@ -132,11 +138,13 @@ class JsonStream {
       ++offset_;
     }
     float v = 0;
-    if (!parse_float(s, v)) error("expected a number, found " + (s.empty() ? found(in_.peek()) : shown(s)));
+    if (!parse_float(s, v)) error("expected a finite number, found " + (s.empty() ? found(in_.peek()) : shown(s)));
     return v;
   }
   // Skips any JSON value (strings may contain brackets).
-  void skip_value() {
+  void skip_value(int depth = 0) {
+    // Recursion follows the nesting, so it is capped like the other JSON readers'.
+    if (depth > io::kMaxJsonDepth) error("JSON nests deeper than " + std::to_string(io::kMaxJsonDepth) + " levels");
     const int c = peek();
     if (c == '"') {
       string();
@@ -146,7 +154,7 @@ class JsonStream {
       if (peek() == close) return void(get());
       for (;;) {
         if (close == '}') string(), expect(':');
-        skip_value();
+        skip_value(depth + 1);
         const int n = get();
         if (n == close) return;
         if (n != ',') error(std::string("expected ',' or '") + close + "', found " + found(n));
@@ -177,7 +185,10 @@ WordVectors read_wink_json(std::istream& in, const std::string& path, const std:
     js.expect(':');
     if (key == "dimensions") {
       const float d = js.number();
-      check_dim(path, static_cast<int64_t>(d));
+      // Range-check as a float: casting NaN or 1e30 to an integer is undefined.
+      if (!(d >= 1 && d <= kMaxWordVectorDim) || d != static_cast<float>(static_cast<int64_t>(d)))
+        js.error("\"dimensions\" is " + std::to_string(d) + ", expected a whole number in 1.." +
+                 std::to_string(kMaxWordVectorDim));
       r.dim = static_cast<int64_t>(d);
     } else if (key == "vectors") {
       if (r.dim == 0) js.error("\"vectors\" comes before \"dimensions\"; expected wink-embeddings' layout");

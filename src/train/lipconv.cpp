@@ -216,7 +216,7 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
       const double robust = e.test.robust_accuracy.empty() ? e.test.accuracy : e.test.robust_accuracy[0];
       if (robust > best) {
         best = robust;
-        save_lipconvnet(net, train, (out / "best").string());
+        io::replace_directory((out / "best").string(), [&](const std::string& dir) { save_lipconvnet(net, train, dir); });
       }
       save(step);
       if (cb.on_event) cb.on_event("checkpoint at step " + std::to_string(step));

@@ -54,16 +54,6 @@ std::vector<ParamGroup> make_groups(SequenceClassifierImpl& model, const TrainOp
 }
 
 
-// Replaces directory `dir` by a freshly written one: write into dir.tmp, then swap.
-void write_dir_atomically(const fs::path& dir, const std::function<void(const std::string&)>& write) {
-  const fs::path tmp = dir.string() + ".tmp", old = dir.string() + ".old";
-  fs::remove_all(tmp);
-  write(tmp.string());
-  fs::remove_all(old);
-  if (fs::exists(dir)) fs::rename(dir, old);
-  fs::rename(tmp, dir);
-  fs::remove_all(old);
-}
 
 
 }  // namespace
@@ -151,7 +141,7 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
     for (const auto& [k, v] : e.metrics) line[k] = v;
     if (e.best) {
       best = e;
-      write_dir_atomically(out / "best", [&](const std::string& dir) {
+      io::replace_directory((out / "best").string(), [&](const std::string& dir) {
         io::save_adapter(dir, model, adapter);
         io::write_file_atomic((fs::path(dir) / "eval.json").string(), line.dump(2) + "\n");
       });
@@ -213,7 +203,7 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
   }
   result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() - eval_seconds;
   if (!result.interrupted)
-    write_dir_atomically(out / "adapter", [&](const std::string& dir) { io::save_adapter(dir, model, adapter); });
+    io::replace_directory((out / "adapter").string(), [&](const std::string& dir) { io::save_adapter(dir, model, adapter); });
   return result;
 }
 

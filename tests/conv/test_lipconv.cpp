@@ -32,7 +32,6 @@ void write_gz(const fs::path& p, const std::string& bytes) {
 
 using test::error_of;
 
-#define EXPECT_HAS(message, part) EXPECT_NE((message).find(part), std::string::npos) << (message)
 
 TEST(ImageData, IdxPlainAndGzippedReadBackAndBadFilesAreNamed) {
   const fs::path d = test::scratch_dir("idx");

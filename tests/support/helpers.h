@@ -29,6 +29,9 @@ inline void write_text(const std::filesystem::path& p, const std::string& text) 
   f << text;
 }
 
+// `message` contains `part`.
+#define EXPECT_HAS(message, part) EXPECT_NE((message).find(part), std::string::npos) << (message)
+
 // The message of the exception f throws ("" when it throws none).
 inline std::string error_of(const std::function<void()>& f) {
   try {

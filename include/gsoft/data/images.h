@@ -22,6 +22,7 @@ struct ImageDataset {
 
 constexpr int64_t kMaxImages = 10'000'000;
 constexpr int64_t kMaxImageSide = 4096;
+constexpr uint64_t kMaxImageBytes = uint64_t{1} << 33;  // 8 GiB of pixels per file
 
 // IDX (LeCun's MNIST format): images are type 0x08 (ubyte) with 3 dimensions, labels type 0x08
 // with 1. A path ending in .gz is decompressed while reading.

@@ -20,6 +20,7 @@ struct SafetensorsFile {
 
 // Largest header accepted (the format's own cap).
 constexpr uint64_t kMaxSafetensorsHeader = 100ull * 1024 * 1024;
+constexpr size_t kMaxSafetensorsRank = 64;  // dimensions per tensor
 
 // Reads and validates the whole file through mmap. Throws std::runtime_error naming the file and,
 // where relevant, the tensor: header length beyond the file or over 100 MB, invalid JSON,

@@ -18,6 +18,10 @@ namespace gsoft {
 
 // The fields of a Hugging Face config.json that the encoders use. Missing fields take
 // transformers' defaults for the model type.
+// The largest encoder a config.json may describe (BERT-large has 335M parameters); each size
+// field has its own bound too, so that a hostile config cannot make the model allocate terabytes.
+constexpr int64_t kMaxEncoderParams = int64_t{4} << 30;
+
 struct EncoderConfig {
   std::string model_type = "bert";  // "bert" or "roberta"
   int64_t vocab_size = 30522;

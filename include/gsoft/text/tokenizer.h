@@ -17,6 +17,12 @@ struct Encoding {
   size_t size() const { return ids.size(); }
 };
 
+// Limits on what a tokenizer.json may declare: ids (they index a table), the bytes of one token,
+// and WordPiece's max_input_chars_per_word (longer words become the unknown token).
+constexpr int64_t kMaxVocabSize = int64_t{1} << 21;
+constexpr size_t kMaxTokenBytes = 1024;
+constexpr int64_t kMaxWordChars = 1000;
+
 class Tokenizer {
  public:
   // Throws std::runtime_error naming the file and the field for anything it cannot read, and
