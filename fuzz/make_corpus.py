@@ -45,6 +45,16 @@ put("safetensors", "empty_header", safetensors({}))
 put("checkpoint_index", "both", json.dumps({"metadata": {"total_size": 9}, "weight_map": {"x": "a.safetensors", "y": "a.safetensors"}}))
 put("checkpoint_index", "plain", '{"weight_map":{"y":"a.safetensors","x":"a.safetensors"}}')
 
+# ---- lipconvnet: lipconvnet.json for fuzz/data/lipconvnet_soc_d5_c2.safetensors, which came from
+# gsoft lipconv train --dataset fashion-mnist --conv soc --depth 5 --init-channels 2 --epochs 1 \
+#   --train-subset 64 --test-subset 16 --batch-size 32 --no-resume --out DIR
+arch = {"activation": "maxmin-permuted", "conv": "soc", "depth": 5, "eval_terms": 12, "groups1": 4, "groups2": 0,
+        "in_channels": 1, "init_channels": 2, "input_size": 32, "layout": "authors", "num_classes": 10, "paired": True,
+        "train_terms": 5}
+put("lipconvnet", "as_written", json.dumps({"architecture": arch, "dataset": "fashion-mnist", "mean": [0.286], "std": [0.353]}, indent=2))
+put("lipconvnet", "defaults_omitted", json.dumps({"architecture": {"conv": "soc", "depth": 5, "in_channels": 1, "init_channels": 2},
+                                                  "mean": [0.5], "std": [0.25]}))
+
 # ---- adapter_config: PEFT layout, one per method
 targets = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
 common = {"target_modules": targets, "exclude_modules": [], "modules_to_save": ["classifier", "bert.pooler"],

@@ -20,6 +20,7 @@
 #include "gsoft/models/encoder.h"
 #include "gsoft/text/tokenizer.h"
 #include "gsoft/text/word_vectors.h"
+#include "gsoft/train/lipconv.h"
 
 namespace gsoft::fuzz {
 namespace fs = std::filesystem;
@@ -106,6 +107,18 @@ void run_checkpoint_index(const uint8_t* data, size_t size) {
   }();
   scratch().write("ckpt/model.safetensors.index.json", data, size);
   (void)io::read_checkpoint(dir);
+}
+
+// The text of a LipConvNet's lipconvnet.json, loaded with fuzz/data/lipconvnet_soc_d5_c2.safetensors
+// (SOC, depth 5, 2 initial channels, Fashion-MNIST) as its model.safetensors.
+void run_lipconvnet(const uint8_t* data, size_t size) {
+  static const std::string dir = [] {
+    const std::string d = scratch().fresh_dir("lipconvnet");
+    fs::copy_file(GSOFT_SOURCE_DIR "/fuzz/data/lipconvnet_soc_d5_c2.safetensors", fs::path(d) / "model.safetensors");
+    return d;
+  }();
+  scratch().write("lipconvnet/lipconvnet.json", data, size);
+  (void)load_lipconvnet(dir);
 }
 
 // The text of an adapter_config.json.
@@ -204,6 +217,7 @@ const std::vector<Reader>& readers() {
   static const std::vector<Reader> all = {
       {"safetensors", "io::read_safetensors", run_safetensors},
       {"checkpoint_index", "io::read_checkpoint (sharded model.safetensors.index.json)", run_checkpoint_index},
+      {"lipconvnet", "load_lipconvnet (lipconvnet.json with a fixed model.safetensors)", run_lipconvnet},
       {"adapter_config", "io::adapter_config_from_json (adapter_config.json)", run_adapter_config},
       {"encoder_config", "EncoderConfig::from_json (config.json)", run_encoder_config},
       {"tokenizer_json", "Tokenizer::from_json (tokenizer.json), then encode", run_tokenizer_json},

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=60
 if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then seconds=$1; shift; fi
-all=(safetensors checkpoint_index adapter_config encoder_config tokenizer_json tokenize table idx cifar word_vectors)
+all=(safetensors checkpoint_index lipconvnet adapter_config encoder_config tokenizer_json tokenize table idx cifar word_vectors)
 readers=("$@")
 [ ${#readers[@]} -eq 0 ] && readers=("${all[@]}")
 for r in "${readers[@]}"; do

@@ -38,6 +38,29 @@ void LipConvNetImpl::reset() {
   GSOFT_CHECK(o.in_channels() >= 1 && o.num_classes() >= 2 && o.init_channels() >= 2 && o.init_channels() % 2 == 0,
               "LipConvNet: expected in_channels >= 1, num_classes >= 2 and an even init_channels, got ", o.in_channels(),
               ", ", o.num_classes(), ", ", o.init_channels());
+  GSOFT_CHECK(o.depth() <= 1000 && o.init_channels() <= 4096 && o.in_channels() <= 4096 && o.input_size() <= 4096 &&
+                  o.num_classes() <= (int64_t{1} << 20),
+              "LipConvNet: expected depth <= 1000, init_channels, in_channels and input size <= 4096 and num_classes <= 2^20, got ",
+              o.depth(), ", ", o.init_channels(), ", ", o.in_channels(), ", ", o.input_size(), ", ", o.num_classes());
+  {
+    // SOC's kernel is square in max(in, out); bound the total before anything is allocated (a
+    // lipconvnet.json is read from disk).
+    double params = 0;
+    double in = static_cast<double>(o.in_channels()), planes = static_cast<double>(o.init_channels());
+    for (int64_t level = 0; level < 5; ++level) {
+      for (int64_t b = 0; b < o.depth() / 5; ++b) {
+        const bool last_block = b == o.depth() / 5 - 1;
+        const double out = last_block ? 2 * planes : planes, k = (last_block && level == 4) ? 1 : 3;
+        params += std::max(in, out) * std::max(in, out) * k * k;
+        in = out;
+      }
+      planes = in;
+    }
+    const double side = o.input_size() / 32.0, features = in * side * side;
+    params += std::max<double>(features, o.num_classes()) * std::max<double>(features, o.num_classes());
+    GSOFT_CHECK(params <= kMaxLipConvNetParams, "LipConvNet: about ", static_cast<int64_t>(params),
+                " parameters, over the limit of ", kMaxLipConvNetParams);
+  }
   blocks = register_module("blocks", torch::nn::ModuleList());
   const int64_t per_level = o.depth() / 5;
   int64_t in = o.in_channels(), planes = o.init_channels();

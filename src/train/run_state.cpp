@@ -48,7 +48,10 @@ RunState load_run_state(const std::string& path, const std::map<std::string, tor
   at::Generator g = at::detail::getDefaultCPUGenerator();  // a handle on the same generator
   g.set_state(f.tensors.at("rng.cpu"));
   RunState s;
-  s.step = std::stoll(f.metadata.at("step"));
+  const std::string& step = f.metadata.at("step");
+  GSOFT_CHECK(!step.empty() && step.size() < 19 && step.find_first_not_of("0123456789") == std::string::npos, path,
+              ": metadata step is '", step, "', expected a non-negative integer");
+  s.step = std::stoll(step);
   s.metadata = std::move(f.metadata);
   return s;
 }

@@ -15,6 +15,10 @@
 
 namespace gsoft::conv {
 
+// The largest LipConvNet accepted (LipConvNet-15 with 32 initial channels has 24M parameters).
+constexpr int64_t kMaxLipConvNetParams = int64_t{1} << 28;
+
+
 enum class ConvKind { SOC, GSSOC };
 ConvKind parse_conv_kind(const std::string& name);  // "soc" | "gs-soc"
 std::string conv_kind_name(ConvKind k);
