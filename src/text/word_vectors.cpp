@@ -186,9 +186,12 @@ WordVectors read_wink_json(std::istream& in, const std::string& path, const std:
     if (key == "dimensions") {
       const float d = js.number();
       // Range-check as a float: casting NaN or 1e30 to an integer is undefined.
-      if (!(d >= 1 && d <= kMaxWordVectorDim) || d != static_cast<float>(static_cast<int64_t>(d)))
-        js.error("\"dimensions\" is " + std::to_string(d) + ", expected a whole number in 1.." +
+      if (!(d >= 1 && d <= kMaxWordVectorDim) || d != static_cast<float>(static_cast<int64_t>(d))) {
+        std::ostringstream shown_d;
+        shown_d << d;
+        js.error("\"dimensions\" is " + shown_d.str() + ", expected a whole number in 1.." +
                  std::to_string(kMaxWordVectorDim));
+      }
       r.dim = static_cast<int64_t>(d);
     } else if (key == "vectors") {
       if (r.dim == 0) js.error("\"vectors\" comes before \"dimensions\"; expected wink-embeddings' layout");

@@ -50,7 +50,7 @@ TEST(ImageData, IdxPlainAndGzippedReadBackAndBadFilesAreNamed) {
   }
   // Truncated pixels, a gzipped truncation, a wrong magic, a label count mismatch, a bad label.
   test::write_text(d / "cut", images.substr(0, images.size() - 5));
-  EXPECT_HAS(error_of([&] { data::read_idx((d / "cut").string(), (d / "lab").string()); }), "truncated: expected 24 bytes of pixels, found 19");
+  EXPECT_HAS(error_of([&] { data::read_idx((d / "cut").string(), (d / "lab").string()); }), "truncated: the header announces 3 images of 2x4 (24 bytes), but the file holds at most 19");
   write_gz(d / "cut.gz", images.substr(0, images.size() - 5));
   EXPECT_HAS(error_of([&] { data::read_idx((d / "cut.gz").string(), (d / "lab").string()); }), "cut.gz: truncated");
   EXPECT_HAS(error_of([&] { data::read_idx((d / "lab").string(), (d / "lab").string()); }), "expected 0 0 8 3");

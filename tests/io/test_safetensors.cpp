@@ -92,8 +92,10 @@ TEST(Safetensors, RejectsMalformedFilesWithClearErrors) {
   expect_read_error(dir / "dtype.st", "unknown dtype 'F99'");
   write_raw(dir / "size.st", R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}})", four_floats);
   expect_read_error(dir / "size.st", "F32 [3] needs 12 bytes, data_offsets give 16");
-  write_raw(dir / "range.st", R"({"a":{"dtype":"F32","shape":[8],"data_offsets":[0,32]}})", four_floats);
+  write_raw(dir / "range.st", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}})", four_floats);
   expect_read_error(dir / "range.st", "outside the data buffer of 16 bytes");
+  write_raw(dir / "more.st", R"({"a":{"dtype":"F32","shape":[8],"data_offsets":[0,32]}})", four_floats);
+  expect_read_error(dir / "more.st", "F32 [8] needs 8 elements of 4 bytes, more than the 16-byte data buffer holds");
   write_raw(dir / "overlap.st",
             R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},"b":{"dtype":"F32","shape":[3],"data_offsets":[4,16]}})",
             four_floats);

@@ -175,16 +175,19 @@ TEST(WriteFaults, MergeKeepsThePreviousOutputWhenKilledOrRefused) {
   // A read-only directory. Root ignores permissions, so as root merge runs as nobody.
   fs::permissions(dir / "out", fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
                                    fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
-  std::string as_user;
+  std::string as_user, cli = GSOFT_CLI_PATH;
   if (::geteuid() == 0) {
+    // A copy of the binary in the scratch directory, which nobody can reach wherever the build is.
+    fs::copy_file(cli, dir / "gsoft");
+    cli = (dir / "gsoft").string();
     as_user = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
-    if (test::run_command(as_user + GSOFT_CLI_PATH " --version", log) != 0) {
+    if (test::run_command(as_user + cli + " --version", log) != 0) {
       fs::permissions(dir / "out", fs::perms::owner_all);
       fs::remove_all(dir);
       GTEST_SKIP() << "cannot run gsoft as nobody here: " << test::read_text(log);
     }
   }
-  EXPECT_EQ(test::run_command(as_user + merge, log), 1);
+  EXPECT_EQ(test::run_command(as_user + cli + merge.substr(std::string(GSOFT_CLI_PATH).size()), log), 1);
   EXPECT_HAS(test::read_text(log), "cannot create a temporary file beside it: Permission denied");
   EXPECT_EQ(test::read_text(out), good);
   fs::permissions(dir / "out", fs::perms::owner_all);

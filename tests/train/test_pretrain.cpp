@@ -194,9 +194,9 @@ TEST(WordVectors, MalformedFilesNameWhatAndWhere) {
   expect_has(m, "'x'");
   expect_has(message("empty.txt", "\n\n"), "no word vectors");
   expect_has(message("short.json", "{\"dimensions\":3,\"vectors\":{\"a\":[1,2]}}"), "has 2 values, expected at least 3");
-  expect_has(message("cut.json", "{\"dimensions\":3,\"vectors\":{\"a\":[1,2,3],\"b\":[1,"), "expected a number");
+  expect_has(message("cut.json", "{\"dimensions\":3,\"vectors\":{\"a\":[1,2,3],\"b\":[1,"), "expected a finite number");
   expect_has(message("order.json", "{\"vectors\":{\"a\":[1]},\"dimensions\":1}"), "before \"dimensions\"");
-  expect_has(message("dim.json", "{\"dimensions\":0,\"vectors\":{}}"), "dimension 0 is outside");
+  expect_has(message("dim.json", "{\"dimensions\":0,\"vectors\":{}}"), "\"dimensions\" is 0, expected a whole number in 1..4096");
   expect_has(message("none.json", "{\"dimensions\":3}"), "no \"vectors\"");
   expect_has(message("long.txt", std::string(2000, 'w') + " 1\n"), "exceeds the 1024-byte limit");
   EXPECT_THROW(read_word_vectors((d / "missing.txt").string()), std::runtime_error);
