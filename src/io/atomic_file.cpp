@@ -13,8 +13,19 @@
 #include <vector>
 
 namespace gsoft::io {
+namespace {
 
-void sync_parent_directory(const std::string& path);
+void sync_parent_directory(const std::string& path) {
+  // The rename is durable only once the directory entry is on disk; best effort (some file
+  // systems refuse fsync on directories).
+  const auto parent = std::filesystem::path(path).parent_path();
+  const int fd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   tmp_ = path_ + ".tmp.XXXXXX";
@@ -59,16 +70,6 @@ void AtomicFile::commit() {
     throw std::runtime_error(path_ + ": rename from temporary file failed: " + std::strerror(errno));
   committed_ = true;
   sync_parent_directory(path_);
-}
-
-void sync_parent_directory(const std::string& path) {
-  // The rename is durable only once the directory entry is on disk; best effort (some file
-  // systems refuse fsync on directories).
-  const auto parent = std::filesystem::path(path).parent_path();
-  const int fd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  (void)::fsync(fd);
-  ::close(fd);
 }
 
 void write_file_atomic(const std::string& path, const std::string& content) {
