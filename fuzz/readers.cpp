@@ -30,10 +30,16 @@ namespace {
 class Scratch {
  public:
   Scratch() {
-    const char* base = fs::is_directory("/dev/shm") ? "/dev/shm" : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    std::string tmpl = std::string(base) + "/gsoft_fuzz_XXXXXX";
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("fuzz: cannot create a scratch directory under " + std::string(base));
-    dir_ = tmpl;
+    const std::string tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    for (const std::string& base : {std::string("/dev/shm"), tmp}) {
+      std::string tmpl = base + "/gsoft_fuzz_XXXXXX";
+      if (mkdtemp(tmpl.data())) {
+        dir_ = tmpl;
+        return;
+      }
+    }
+    // Not the reader's fault: a logic_error is not taken for a refusal of the input.
+    throw std::logic_error("fuzz: cannot create a scratch directory under /dev/shm or " + tmp);
   }
   ~Scratch() {
     std::error_code ec;
