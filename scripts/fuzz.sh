@@ -43,10 +43,11 @@ crashed=0
   echo "|---|---|---|---|---|---|---|---|"
   for r in "${readers[@]}"; do
     log="$out/logs/$r.log"
-    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-    ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    # A target that died at start-up has no statistics: '?' rather than an abort here.
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" 2>/dev/null | tail -1 || true)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" 2>/dev/null | tail -1 || true)
+    cov=$( (grep -o 'cov: [0-9]*' "$log" 2>/dev/null || true) | tail -1 | cut -d' ' -f2)
+    ft=$( (grep -o 'ft: [0-9]*' "$log" 2>/dev/null || true) | tail -1 | cut -d' ' -f2)
     corpus=$(find "$out/work/$r" -type f | wc -l)
     crashes=$(find "$out/crashes/$r" -type f | wc -l)
     [ "$crashes" -gt 0 ] && crashed=1
