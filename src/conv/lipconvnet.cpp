@@ -1,5 +1,6 @@
 #include "gsoft/conv/lipconvnet.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -42,47 +43,45 @@ void LipConvNetImpl::reset() {
                   o.num_classes() <= (int64_t{1} << 20),
               "LipConvNet: expected depth <= 1000, init_channels, in_channels and input size <= 4096 and num_classes <= 2^20, got ",
               o.depth(), ", ", o.init_channels(), ", ", o.in_channels(), ", ", o.input_size(), ", ", o.num_classes());
-  {
-    // SOC's kernel is square in max(in, out); bound the total before anything is allocated (a
-    // lipconvnet.json is read from disk).
-    double params = 0;
-    double in = static_cast<double>(o.in_channels()), planes = static_cast<double>(o.init_channels());
-    for (int64_t level = 0; level < 5; ++level) {
-      for (int64_t b = 0; b < o.depth() / 5; ++b) {
-        const bool last_block = b == o.depth() / 5 - 1;
-        const double out = last_block ? 2 * planes : planes, k = (last_block && level == 4) ? 1 : 3;
-        params += std::max(in, out) * std::max(in, out) * k * k;
-        in = out;
-      }
-      planes = in;
-    }
-    const double side = o.input_size() / 32.0, features = in * side * side;
-    params += std::max<double>(features, o.num_classes()) * std::max<double>(features, o.num_classes());
-    GSOFT_CHECK(params <= kMaxLipConvNetParams, "LipConvNet: about ", static_cast<int64_t>(params),
-                " parameters, over the limit of ", kMaxLipConvNetParams);
-  }
-  blocks = register_module("blocks", torch::nn::ModuleList());
+  // One walk over the levels gives every block's shape: first to bound the parameter count before
+  // anything is allocated (a lipconvnet.json is read from disk), then to build the blocks.
+  struct BlockShape {
+    int64_t in, out, kernel, stride;
+  };
+  std::vector<BlockShape> shapes;
   const int64_t per_level = o.depth() / 5;
   int64_t in = o.in_channels(), planes = o.init_channels();
   for (int64_t level = 0; level < 5; ++level) {
     for (int64_t b = 0; b < per_level; ++b) {
-      const bool last = b == per_level - 1;
-      const int64_t stride = last ? 2 : 1, kernel = (last && level == 4) ? 1 : 3, out = planes * stride;
-      if (o.conv() == ConvKind::SOC) {
-        blocks->push_back(SOC(SOCOptions(in, out).kernel_size(kernel).stride(stride).train_terms(o.train_terms())
-                                  .eval_terms(o.eval_terms()).init_iters(o.init_iters())));
-      } else {
-        blocks->push_back(GSSOC(GSSOCOptions(in, out).kernel_size(kernel).stride(stride).groups1(o.groups1())
-                                    .groups2(o.groups2()).paired(o.paired()).layout(o.layout())
-                                    .train_terms(o.train_terms()).eval_terms(o.eval_terms())
-                                    .init_iters(o.init_iters())));
-      }
-      in = out;
+      const bool last_block = b == per_level - 1;
+      const int64_t stride = last_block ? 2 : 1, kernel = (last_block && level == 4) ? 1 : 3;
+      shapes.push_back({in, planes * stride, kernel, stride});
+      in = planes * stride;
     }
     planes = in;
   }
-  const int64_t side = o.input_size() / 32;
-  last = register_module("last", SOC(SOCOptions(in * side * side, o.num_classes()).kernel_size(1)
+  const int64_t side = o.input_size() / 32, features = in * side * side;
+  // SOC's kernel is square in max(in, out).
+  auto square = [](double in, double out, double kernel) { return std::max(in, out) * std::max(in, out) * kernel * kernel; };
+  double params = square(static_cast<double>(features), static_cast<double>(o.num_classes()), 1);
+  for (const auto& b : shapes)
+    params += square(static_cast<double>(b.in), static_cast<double>(b.out), static_cast<double>(b.kernel));
+  GSOFT_CHECK(params <= kMaxLipConvNetParams, "LipConvNet: about ", static_cast<int64_t>(params),
+              " parameters, over the limit of ", kMaxLipConvNetParams);
+
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (const auto& b : shapes) {
+    if (o.conv() == ConvKind::SOC) {
+      blocks->push_back(SOC(SOCOptions(b.in, b.out).kernel_size(b.kernel).stride(b.stride).train_terms(o.train_terms())
+                                .eval_terms(o.eval_terms()).init_iters(o.init_iters())));
+    } else {
+      blocks->push_back(GSSOC(GSSOCOptions(b.in, b.out).kernel_size(b.kernel).stride(b.stride).groups1(o.groups1())
+                                  .groups2(o.groups2()).paired(o.paired()).layout(o.layout())
+                                  .train_terms(o.train_terms()).eval_terms(o.eval_terms())
+                                  .init_iters(o.init_iters())));
+    }
+  }
+  last = register_module("last", SOC(SOCOptions(features, o.num_classes()).kernel_size(1)
                                          .train_terms(o.train_terms()).eval_terms(o.eval_terms())
                                     .init_iters(o.init_iters())));
 }

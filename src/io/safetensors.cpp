@@ -132,7 +132,6 @@ SafetensorsFile read_safetensors(const std::string& path) {
     if (!dt) fail(path, "tensor '" + name + "': unknown dtype '" + e["dtype"].get<std::string>() + "'");
     if (!e["shape"].is_array()) fail(path, "tensor '" + name + "': shape is not an array");
     std::vector<int64_t> shape;
-    uint64_t numel = 1;
     if (e["shape"].size() > kMaxSafetensorsRank)
       fail(path, "tensor '" + name + "': " + std::to_string(e["shape"].size()) + " dimensions, expected at most " +
                      std::to_string(kMaxSafetensorsRank));
@@ -150,7 +149,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
       else nonzero *= v;
       shape.push_back(static_cast<int64_t>(v));
     }
-    numel = empty ? 0 : nonzero;
+    const uint64_t numel = empty ? 0 : nonzero;
     if (numel > data_size / static_cast<uint64_t>(dt->size))
       fail(path, "tensor '" + name + "': " + dt->name + " " + format_shape(shape) + " needs " + std::to_string(numel) +
                      " elements of " + std::to_string(dt->size) + " bytes, more than the " + std::to_string(data_size) +

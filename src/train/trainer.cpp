@@ -53,9 +53,6 @@ std::vector<ParamGroup> make_groups(SequenceClassifierImpl& model, const TrainOp
   return groups;
 }
 
-
-
-
 }  // namespace
 
 EvalInfo evaluate_classifier(SequenceClassifierImpl& model, const std::vector<EncodedExample>& examples,

@@ -15,13 +15,7 @@ namespace {
 using namespace gsoft;
 namespace fs = std::filesystem;
 
-std::string idx_bytes(const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
-  std::string s{'\0', '\0', '\x08', static_cast<char>(dims.size())};
-  for (uint32_t d : dims)
-    for (int shift = 24; shift >= 0; shift -= 8) s += static_cast<char>((d >> shift) & 0xFF);
-  s.append(data.begin(), data.end());
-  return s;
-}
+using test::idx_bytes;
 
 void write_gz(const fs::path& p, const std::string& bytes) {
   gzFile f = gzopen(p.string().c_str(), "wb");

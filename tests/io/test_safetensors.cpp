@@ -15,13 +15,7 @@ namespace fs = std::filesystem;
 namespace {
 
 using gsoft::test::scratch_dir;
-
-void write_raw(const fs::path& p, const std::string& header, const std::string& data) {
-  std::ofstream f(p, std::ios::binary);
-  uint64_t n = header.size();
-  for (int i = 0; i < 8; ++i) f.put(static_cast<char>((n >> (8 * i)) & 0xff));
-  f << header << data;
-}
+const auto write_raw = gsoft::test::write_raw_safetensors;
 
 void expect_read_error(const fs::path& p, const std::string& needle) {
   try {

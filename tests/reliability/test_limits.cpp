@@ -22,12 +22,6 @@ using namespace gsoft;
 namespace fs = std::filesystem;
 using test::error_of;
 
-std::string safetensors_bytes(const std::string& header, const std::string& data) {
-  std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
-  return s + header + data;
-}
-
 std::string read_st(const fs::path& p) {
   return error_of([&] { io::read_safetensors(p.string()); });
 }
@@ -35,22 +29,22 @@ std::string read_st(const fs::path& p) {
 TEST(Limits, SafetensorsShapesAreCheckedAgainstTheFileBeforeAllocating) {
   const auto d = test::scratch_dir("limits_st");
   // 2^61 F64 elements: 2^64 bytes, which wraps to 0 and matched empty offsets before the check.
-  test::write_text(d / "wrap.st", safetensors_bytes(R"({"a":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,0]}})", ""));
+  test::write_raw_safetensors(d / "wrap.st", R"({"a":{"dtype":"F64","shape":[2305843009213693952],"data_offsets":[0,0]}})", "");
   EXPECT_HAS(read_st(d / "wrap.st"), "more than the 0-byte data buffer holds");
   // 2^30 F32 elements (4 GiB) announced in a 16-byte file: refused before torch allocates.
-  test::write_text(d / "big.st", safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1073741824],"data_offsets":[0,16]}})",
-                                                   std::string(16, '\0')));
+  test::write_raw_safetensors(d / "big.st", R"({"a":{"dtype":"F32","shape":[1073741824],"data_offsets":[0,16]}})",
+                              std::string(16, '\0'));
   EXPECT_HAS(read_st(d / "big.st"), "F32 [1073741824] needs 1073741824 elements of 4 bytes, more than the 16-byte data buffer");
   // A zero dimension does not excuse the others from the overflow check.
-  test::write_text(d / "zero.st", safetensors_bytes(R"({"a":{"dtype":"U8","shape":[0,9223372036854775807,4],"data_offsets":[0,0]}})", ""));
+  test::write_raw_safetensors(d / "zero.st", R"({"a":{"dtype":"U8","shape":[0,9223372036854775807,4],"data_offsets":[0,0]}})", "");
   EXPECT_HAS(read_st(d / "zero.st"), "overflows");
   // Element counts whose product overflows 64 bits.
-  test::write_text(d / "prod.st", safetensors_bytes(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", ""));
+  test::write_raw_safetensors(d / "prod.st", R"({"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", "");
   EXPECT_HAS(read_st(d / "prod.st"), "overflows (element count over 2^62)");
   // Rank.
   std::string dims = "[1";
   for (size_t i = 1; i <= io::kMaxSafetensorsRank; ++i) dims += ",1";
-  test::write_text(d / "rank.st", safetensors_bytes(R"({"a":{"dtype":"U8","shape":)" + dims + R"(],"data_offsets":[0,1]}})", "x"));
+  test::write_raw_safetensors(d / "rank.st", R"({"a":{"dtype":"U8","shape":)" + dims + R"(],"data_offsets":[0,1]}})", "x");
   EXPECT_HAS(read_st(d / "rank.st"), "65 dimensions, expected at most 64");
   fs::remove_all(d);
 }
@@ -120,11 +114,8 @@ TEST(Limits, WordVectorNumbersAndDimensions) {
 
 TEST(Limits, ImageHeadersAreCheckedAgainstTheFileBeforeAllocating) {
   const auto d = test::scratch_dir("limits_idx");
-  auto idx = [](std::vector<uint32_t> dims, size_t payload) {
-    std::string s{'\0', '\0', '\x08', static_cast<char>(dims.size())};
-    for (uint32_t v : dims)
-      for (int shift = 24; shift >= 0; shift -= 8) s += static_cast<char>((v >> shift) & 0xFF);
-    return s + std::string(payload, '\0');
+  auto idx = [](const std::vector<uint32_t>& dims, size_t payload) {
+    return test::idx_bytes(dims, std::vector<uint8_t>(payload));
   };
   test::write_text(d / "labels", idx({1000000}, 1000000));
   // 10^6 images of 4096x4096 (16 TB) announced in a file of 100 pixels.

@@ -29,6 +29,23 @@ inline void write_text(const std::filesystem::path& p, const std::string& text) 
   f << text;
 }
 
+// A safetensors file from a raw header and data, well-formed or not: 8-byte little-endian header
+// length, header, data.
+inline void write_raw_safetensors(const std::filesystem::path& p, const std::string& header, const std::string& data) {
+  std::string len(8, '\0');
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  write_text(p, len + header + data);
+}
+
+// An IDX file of unsigned bytes: magic 0 0 8 <rank>, big-endian dimensions, data.
+inline std::string idx_bytes(const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
+  std::string s{'\0', '\0', '\x08', static_cast<char>(dims.size())};
+  for (uint32_t d : dims)
+    for (int shift = 24; shift >= 0; shift -= 8) s += static_cast<char>((d >> shift) & 0xFF);
+  s.append(data.begin(), data.end());
+  return s;
+}
+
 // `message` contains `part`.
 #define EXPECT_HAS(message, part) EXPECT_NE((message).find(part), std::string::npos) << (message)
 
