@@ -19,8 +19,16 @@ struct EvalCliOptions {
 void run_eval(const EvalCliOptions& o) {
   const ResolvedTask task = resolve_task(o.task);
   if (task.eval_files.empty()) throw CLI::ValidationError("--eval-file", "no file to evaluate (give --eval-file, or --task with --data)");
-  LoadedClassifier clf = load_classifier(o.model, {}, o.adapter);
+  // --labels and --regression describe the model's outputs when its config does not (a base
+  // checkpoint's id2label is LABEL_0, LABEL_1, ...); a GLUE task keeps the model's own names.
+  ClassifierOptions copt;
+  copt.label_names = o.task.labels;
+  copt.regression = o.task.regression;
+  LoadedClassifier clf = load_classifier(o.model, copt, o.adapter);
   const EncoderConfig& c = clf.config;
+  if (!clf.missing.empty())
+    std::cerr << "eval: warning: " << clf.missing.size() << " head tensors are not in the checkpoint, so the head is "
+              << "random (first: " << clf.missing.front() << "); give --adapter with a trained head\n";
   data::TableFormat fmt = task.format;
   fmt.regression = clf.regression();
   if (!fmt.regression) fmt.label_names = c.label_names;

@@ -25,14 +25,16 @@ struct DataOptions {
   int64_t pad_to = 32, train_subset = 0, test_subset = 0;
   std::vector<double> eps{36, 72};
 
-  void add_to(CLI::App* cmd) {
+  // Evaluation pads to the saved model's input side, so only training takes --pad-to.
+  void add_to(CLI::App* cmd, bool training) {
     cmd->add_option("--dataset", dataset, "fashion-mnist, cifar10 or cifar100")->capture_default_str()
         ->check(CLI::IsMember({"fashion-mnist", "cifar10", "cifar100"}));
     cmd->add_option("--data", dir,
                     "Directory of the dataset files (fashion-mnist: /usr/share/datasets/fashion-mnist, from Debian's\n"
                     "dataset-fashion-mnist; cifar10: data_batch_*.bin, test_batch.bin; cifar100: train.bin, test.bin)");
-    cmd->add_option("--pad-to", pad_to, "Zero-pad images to this side (a multiple of 32; Fashion-MNIST's 28 -> 32)")
-        ->capture_default_str();
+    if (training)
+      cmd->add_option("--pad-to", pad_to, "Zero-pad images to this side (a multiple of 32; Fashion-MNIST's 28 -> 32)")
+          ->capture_default_str();
     cmd->add_option("--train-subset", train_subset, "Use only the first N training images (0: all)")->capture_default_str();
     cmd->add_option("--test-subset", test_subset, "Certify only the first N test images (0: all)")->capture_default_str();
     cmd->add_option("--eps", eps, "Certified radii, in units of 1/255")->delimiter(',')->capture_default_str();
@@ -172,7 +174,7 @@ void setup_lipconv(CLI::App& app, Runners& runners) {
       "Example: gsoft lipconv train --dataset fashion-mnist --conv gs-soc --groups 4,1 --depth 10 --epochs 3 --out runs/gs");
   t->cmd = train;
   add_json_config(train);
-  t->data.add_to(train);
+  t->data.add_to(train, true);
   t->arch.add_to(train);
   train->add_option("--epochs", t->train.epochs, "Epochs")->capture_default_str()->check(CLI::PositiveNumber);
   train->add_option("--batch-size", t->train.batch_size, "Images per step")->capture_default_str()->check(CLI::PositiveNumber);
@@ -192,9 +194,10 @@ void setup_lipconv(CLI::App& app, Runners& runners) {
   e->data.dataset.clear();
   auto* eval = lip->add_subcommand("eval",
                                    "Certify a saved LipConvNet (a run directory or its best/) on a test set: clean accuracy,\n"
-                                   "certified accuracy at each --eps and the mean certificate, as one JSON line");
+                                   "certified accuracy at each --eps and the mean certificate, as one JSON line. Images are padded to\n"
+                                   "the model's input side; the dataset is the model's unless --dataset says otherwise");
   eval->add_option("--model", e->model, "Directory with lipconvnet.json and model.safetensors")->required();
-  e->data.add_to(eval);
+  e->data.add_to(eval, false);
   eval->add_option("--batch-size", e->batch_size, "Images per forward")->capture_default_str()->check(CLI::PositiveNumber);
   runners.push_back({eval, [e] { run_eval(*e); }});
 

@@ -20,6 +20,9 @@ struct PredictCliOptions {
 void run_predict(const PredictCliOptions& o) {
   LoadedClassifier clf = load_classifier(o.model, {}, o.adapter);
   const EncoderConfig& c = clf.config;
+  if (!clf.missing.empty())
+    std::cerr << "predict: warning: " << clf.missing.size() << " head tensors are not in the checkpoint, so the head is "
+              << "random (first: " << clf.missing.front() << "); give --adapter with a trained head\n";
   data::TableFormat fmt;
   if (!o.task.task.empty()) {
     fmt = data::glue_task(o.task.task).format;
@@ -29,6 +32,7 @@ void run_predict(const PredictCliOptions& o) {
     fmt.header = !o.task.no_header;
   }
   fmt.labelled = false;
+  fmt.pairs = data::Pairs::AsWritten;  // a line without a pair is a single text
   fmt.skip_bad_rows = o.task.skip_bad_rows;
   const data::Dataset d = data::read_table(o.input, fmt);
   for (const auto& bad : d.bad_rows) std::cerr << "skipped " << bad << "\n";
@@ -56,7 +60,8 @@ void setup_predict(CLI::App& app, Runners& runners) {
       "predict",
       "Predict with a sequence classifier: one JSON line per input, in input order, with \"logits\" and \"label\".\n"
       "Works for a plain Hugging Face sequence-classification checkpoint, a merged one, or a base plus --adapter.\n"
-      "Inputs: .csv/.tsv with a header (choose columns) or .jsonl with \"text\" and optional \"text_pair\".\n"
+      "Inputs: .csv/.tsv with a header (choose columns), or .jsonl with \"text\" and, on the lines that are pairs,\n"
+      "\"text_pair\" (a line may be either).\n"
       "Example: gsoft predict --model roberta-base --adapter runs/sst2-gsoft/best --input reviews.jsonl --out preds.jsonl");
   cmd->add_option("--model", o->model, "Hugging Face checkpoint directory")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--adapter", o->adapter, "Adapter directory from gsoft train")->check(CLI::ExistingDirectory);
@@ -64,7 +69,8 @@ void setup_predict(CLI::App& app, Runners& runners) {
   cmd->add_option("--out", o->out, "Output JSON lines")->required();
   cmd->add_option("--task", o->task.task, "Read --input in this GLUE task's layout");
   cmd->add_option("--text-column", o->task.text_column, "Column of the text")->capture_default_str();
-  cmd->add_option("--pair-column", o->task.pair_column, "Column of the second text of a pair (.jsonl: text_pair)");
+  cmd->add_option("--pair-column", o->task.pair_column, "CSV/TSV: column of the second text of a pair; .jsonl: the pair's field "
+                                                        "(default text_pair, read from each line that has it)");
   cmd->add_flag("--no-header", o->task.no_header, "CSV/TSV input has no header row; columns are 0-based indices");
   cmd->add_flag("--skip-bad-rows", o->task.skip_bad_rows, "Skip malformed rows (each is reported) instead of stopping");
   cmd->add_option("--max-len", o->max_len, "Longest input in tokens, truncated longest-first (default: the model's positions)");

@@ -1,5 +1,6 @@
 // gsoft train: fine-tune a Hugging Face BERT/RoBERTa checkpoint on a GLUE task or a custom file
 // with an adapter, writing the adapter (head included), metrics and a resumable checkpoint.
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -44,6 +45,9 @@ void run_train(TrainCliOptions& o) {
   data::TableFormat fmt = task.format;
   const data::Dataset train = read_or_explain(task.train_file, fmt, "--train-file");
   fmt.label_names = train.label_names;  // dev files use the training file's classes
+  const bool pairs = std::any_of(train.examples.begin(), train.examples.end(),
+                                 [](const data::Example& e) { return e.text_pair.has_value(); });
+  if (pairs) fmt.pairs = data::Pairs::Required;  // a model trained on pairs is evaluated on pairs
   std::vector<data::Dataset> evals;
   for (const auto& f : task.eval_files) evals.push_back(read_or_explain(f, fmt, "--eval-file"));
 

@@ -32,11 +32,13 @@ inline void add_task_options(CLI::App* cmd, TaskOptions& o, bool with_train) {
   cmd->add_option("--eval-file", o.eval_files, "Evaluation file(s); default: the task's dev file(s)");
   cmd->add_option("--text-column", o.text_column, "Custom files: column (name, or 0-based index with --no-header) of the text")
       ->capture_default_str();
-  cmd->add_option("--pair-column", o.pair_column, "Custom files: column of the second text of a pair");
+  cmd->add_option("--pair-column", o.pair_column, "Custom CSV/TSV: column of the second text of a pair. .jsonl reads "
+                                                "\"text_pair\" without this flag; this names another field");
   cmd->add_option("--label-column", o.label_column, "Custom files: column of the label")->capture_default_str();
   cmd->add_flag("--no-header", o.no_header, "Custom CSV/TSV files have no header row; columns are indices");
   cmd->add_flag("--regression", o.regression, "Custom files: the label is a number (one output, MSE loss)");
-  cmd->add_option("--labels", o.labels, "Custom files: the classes in order (default: the distinct labels, sorted)")
+  cmd->add_option("--labels", o.labels, "Custom files: the classes in order (train: default the distinct labels, sorted; "
+                                      "eval: names the model's outputs where its config does not)")
       ->delimiter(',');
   cmd->add_option("--metric", o.metrics, "accuracy, f1, matthews, pearson or spearman; the first picks the best checkpoint")
       ->delimiter(',')

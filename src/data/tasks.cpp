@@ -151,6 +151,7 @@ std::vector<RawRow> read_delimited(const std::string& path, const std::string& t
 
 std::vector<RawRow> read_jsonl(const std::string& path, const std::string& text, size_t begin, const TableFormat& f,
                                std::vector<std::string>& bad) {
+  const std::string pair_key = f.pair_column.empty() ? "text_pair" : f.pair_column;
   std::vector<RawRow> rows;
   int64_t line = 0;
   size_t pos = begin;
@@ -183,23 +184,36 @@ std::vector<RawRow> read_jsonl(const std::string& path, const std::string& text,
     };
     RawRow row;
     row.line = line;
-    std::string pair;
     if (!field(f.text_column, row.text, false)) {
       bad.push_back(at_line(path, line) + "no string field '" + f.text_column + "'");
       continue;
     }
-    if (!f.pair_column.empty()) {
-      if (!field(f.pair_column, pair, false)) {
-        bad.push_back(at_line(path, line) + "no string field '" + f.pair_column + "'");
+    if (j.contains(pair_key)) {
+      const auto& v = j[pair_key];
+      if (!v.is_string()) {
+        bad.push_back(at_line(path, line) + "field '" + pair_key + "' is " + v.dump() + ", expected a string");
         continue;
       }
-      row.pair = pair;
+      row.pair = v.get<std::string>();
     }
     if (f.labelled && !field(f.label_column, row.label, true)) {
       bad.push_back(at_line(path, line) + "no label field '" + f.label_column + "' (string, number or boolean)");
       continue;
     }
     rows.push_back(std::move(row));
+  }
+  // A pair named on the command line is required unless the caller takes each line as written.
+  const bool any_pair = std::any_of(rows.begin(), rows.end(), [](const RawRow& r) { return r.pair.has_value(); });
+  const bool required = f.pairs == Pairs::Required ||
+                        (f.pairs == Pairs::AllOrNone && (any_pair || !f.pair_column.empty()));
+  if (required) {
+    const auto singles = std::stable_partition(rows.begin(), rows.end(), [](const RawRow& r) { return r.pair.has_value(); });
+    for (auto it = singles; it != rows.end(); ++it)
+      bad.push_back(at_line(path, it->line) + "no string field '" + pair_key + "'" +
+                    (f.pairs == Pairs::Required ? " (the task is one of text pairs)"
+                     : any_pair ? " (other lines are pairs; a labelled file is all single texts or all pairs)"
+                                : ""));
+    rows.erase(singles, rows.end());
   }
   return rows;
 }

@@ -57,23 +57,33 @@ inline EncoderConfig tiny_encoder_config(int64_t vocab_size = 32) {
   return c;
 }
 
-// Writes the checkpoint into `dir`: random weights, a two-class BertForSequenceClassification.
-inline void write_tiny_bert(const std::filesystem::path& dir, uint64_t seed = 11) {
+// Writes a two-class sequence classifier with random weights for config `c` (model_type bert or
+// roberta) and the given tokenizer.json text into `dir`, in Hugging Face layout.
+inline void write_tiny_checkpoint(const std::filesystem::path& dir, const EncoderConfig& c, const std::string& tokenizer_json,
+                                  uint64_t seed) {
   std::filesystem::create_directories(dir);
-  const EncoderConfig c = tiny_encoder_config();
   torch::manual_seed(seed);
   SequenceClassifier m(c);
   std::map<std::string, torch::Tensor> t;
   for (const auto& p : m->named_parameters()) t[p.key()] = p.value().detach();
   io::write_safetensors((dir / "model.safetensors").string(), t, {{"format", "pt"}});
-  const nlohmann::json config = {{"model_type", "bert"}, {"architectures", {"BertForSequenceClassification"}},
+  const bool roberta = c.is_roberta();
+  const nlohmann::json config = {{"model_type", c.model_type},
+                                 {"architectures", {roberta ? "RobertaForSequenceClassification" : "BertForSequenceClassification"}},
                                  {"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
                                  {"num_hidden_layers", c.num_hidden_layers}, {"num_attention_heads", c.num_attention_heads},
                                  {"intermediate_size", c.intermediate_size}, {"max_position_embeddings", c.max_position_embeddings},
-                                 {"type_vocab_size", 2}, {"hidden_act", "gelu"}, {"layer_norm_eps", 1e-12},
-                                 {"hidden_dropout_prob", 0.1}, {"attention_probs_dropout_prob", 0.1}};
+                                 {"type_vocab_size", c.type_vocab_size}, {"pad_token_id", c.pad_token_id},
+                                 {"hidden_act", "gelu"}, {"layer_norm_eps", c.layer_norm_eps},
+                                 {"hidden_dropout_prob", c.hidden_dropout_prob},
+                                 {"attention_probs_dropout_prob", c.attention_probs_dropout_prob}};
   io::write_file_atomic((dir / "config.json").string(), config.dump(2));
-  io::write_file_atomic((dir / "tokenizer.json").string(), tiny_tokenizer_json());
+  io::write_file_atomic((dir / "tokenizer.json").string(), tokenizer_json);
+}
+
+// Writes the checkpoint into `dir`: random weights, a two-class BertForSequenceClassification.
+inline void write_tiny_bert(const std::filesystem::path& dir, uint64_t seed = 11) {
+  write_tiny_checkpoint(dir, tiny_encoder_config(), tiny_tokenizer_json(), seed);
 }
 
 // CSV "text,label": positive when the sentence holds good/great/fun, negative with bad/awful/boring.

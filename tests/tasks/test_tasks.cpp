@@ -100,6 +100,71 @@ TEST(Tables, TsvWithHeaderAndJsonl) {
   EXPECT_EQ(read_table((d / "p.jsonl").string(), p).examples[0].text, "only text");
 }
 
+// JSON lines read "text_pair" where a line has it, with no flag; the policy decides what a line
+// without one is (issue 19: pairs were dropped silently unless --pair-column was given).
+TEST(Tables, JsonlPairsAreReadWhereALineHasOne) {
+  const auto d = scratch_dir("jsonl_pairs");
+  const auto mixed = (d / "m.jsonl").string();
+  write_text(mixed, "{\"text\":\"one\",\"label\":\"a\"}\n"
+                    "{\"text\":\"two\",\"text_pair\":\"deux\",\"label\":\"b\"}\n"
+                    "\n"
+                    "{\"text\":\"three\",\"label\":\"a\"}\n"
+                    "{\"text\":\"four\",\"text_pair\":\"\",\"label\":\"b\"}\n");
+  TableFormat p;
+  p.labelled = false;
+  p.pairs = Pairs::AsWritten;
+  Dataset ds = read_table(mixed, p);
+  ASSERT_EQ(ds.examples.size(), 4u);
+  EXPECT_FALSE(ds.examples[0].text_pair.has_value());
+  EXPECT_EQ(*ds.examples[1].text_pair, "deux");
+  EXPECT_FALSE(ds.examples[2].text_pair.has_value());
+  EXPECT_EQ(ds.examples[2].line, 4);
+  EXPECT_EQ(*ds.examples[3].text_pair, "");  // an empty second text is still a pair
+
+  // Labelled: all single texts or all pairs; the singles of a mixed file are bad rows, by line.
+  std::string e = error_of([&] { read_table(mixed, TableFormat{}); });
+  EXPECT_NE(e.find("2 bad row(s)"), std::string::npos) << e;
+  EXPECT_NE(e.find("m.jsonl:1: no string field 'text_pair' (other lines are pairs"), std::string::npos) << e;
+  EXPECT_NE(e.find("m.jsonl:4: no string field 'text_pair'"), std::string::npos) << e;
+  TableFormat skip;
+  skip.skip_bad_rows = true;
+  ds = read_table(mixed, skip);
+  ASSERT_EQ(ds.examples.size(), 2u);
+  EXPECT_EQ(ds.examples[0].line, 2);
+  EXPECT_EQ(ds.examples[1].line, 5);
+
+  // Another field name: with AsWritten it mixes; labelled, it is required on every line.
+  write_text(d / "q.jsonl", "{\"q1\":\"x\",\"q2\":\"y\",\"label\":1}\n{\"q1\":\"z\",\"label\":0}\n");
+  p.text_column = "q1";
+  p.pair_column = "q2";
+  ds = read_table((d / "q.jsonl").string(), p);
+  ASSERT_EQ(ds.examples.size(), 2u);
+  EXPECT_EQ(*ds.examples[0].text_pair, "y");
+  EXPECT_FALSE(ds.examples[1].text_pair.has_value());
+  TableFormat q;
+  q.text_column = "q1";
+  q.pair_column = "q2";
+  e = error_of([&] { read_table((d / "q.jsonl").string(), q); });
+  EXPECT_NE(e.find("q.jsonl:2: no string field 'q2'"), std::string::npos) << e;
+
+  // A file of single texts stays single; Required refuses it line by line.
+  write_text(d / "s.jsonl", "{\"text\":\"x\",\"label\":1}\n");
+  EXPECT_FALSE(read_table((d / "s.jsonl").string(), TableFormat{}).examples[0].text_pair.has_value());
+  TableFormat r;
+  r.pairs = Pairs::Required;
+  e = error_of([&] { read_table((d / "s.jsonl").string(), r); });
+  EXPECT_NE(e.find("s.jsonl:1: no string field 'text_pair' (the task is one of text pairs)"), std::string::npos) << e;
+
+  // A text_pair that is not a string is a bad row under every policy, null included.
+  write_text(d / "n.jsonl", "{\"text\":\"x\",\"text_pair\":null}\n{\"text\":\"y\",\"text_pair\":3}\n");
+  p = TableFormat{};
+  p.labelled = false;
+  p.pairs = Pairs::AsWritten;
+  e = error_of([&] { read_table((d / "n.jsonl").string(), p); });
+  EXPECT_NE(e.find("n.jsonl:1: field 'text_pair' is null, expected a string"), std::string::npos) << e;
+  EXPECT_NE(e.find("n.jsonl:2: field 'text_pair' is 3, expected a string"), std::string::npos) << e;
+}
+
 TEST(Tables, BadRowsNameTheirLine) {
   const auto d = scratch_dir("bad");
   write_text(d / "b.tsv", "text\tlabel\ngood\t0\nmissing a column\nbad label\t7\nfine\t1\n");

@@ -24,10 +24,20 @@ struct Dataset {
   int64_t num_labels() const { return regression ? 1 : static_cast<int64_t>(label_names.size()); }
 };
 
+// How lines with and without a second text mix in one JSON-lines file.
+enum class Pairs {
+  AllOrNone,  // a labelled file is all single texts or all pairs: a line missing its pair is a bad row
+  AsWritten,  // each line as it is, single or pair (inputs to predict)
+  Required,   // every line is a pair (evaluation files of a task trained on pairs)
+};
+
 struct TableFormat {
-  // Column names, or 0-based indices when header is false. An empty pair_column: single texts.
+  // Column names, or 0-based indices when header is false. CSV/TSV: an empty pair_column means
+  // single texts. JSON lines: the pair is read from each line that has the field, named
+  // pair_column or, when that is empty, "text_pair"; `pairs` says whether a line may lack it.
   std::string text_column = "text";
   std::string pair_column;
+  Pairs pairs = Pairs::AllOrNone;
   std::string label_column = "label";
   bool header = true;        // CSV/TSV: the first row names the columns
   bool quoting = true;       // CSV quotes ("a, b", "say ""hi"""); GLUE's TSVs have none
