@@ -36,5 +36,8 @@ void setup_baseline(CLI::App& app, Runners& runners);
 void setup_compare(CLI::App& app, Runners& runners);
 void setup_lipconv(CLI::App& app, Runners& runners);
 void setup_bench_lipconv(CLI::App* bench, Runners& runners);
+void setup_diffusion(CLI::App& app, Runners& runners);
+void setup_diffusion_pretrain(CLI::App* diffusion, Runners& runners);
+void setup_diffusion_eval(CLI::App* diffusion, Runners& runners);
 
 }  // namespace gsoft::cli

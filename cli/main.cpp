@@ -18,7 +18,7 @@ const Setup kCommands[] = {gsoft::cli::setup_info, gsoft::cli::setup_demo, gsoft
                            gsoft::cli::setup_merge, gsoft::cli::setup_adapter, gsoft::cli::setup_train,
                            gsoft::cli::setup_eval, gsoft::cli::setup_predict, gsoft::cli::setup_pretrain,
                            gsoft::cli::setup_quickstart, gsoft::cli::setup_baseline,
-                           gsoft::cli::setup_compare, gsoft::cli::setup_lipconv};
+                           gsoft::cli::setup_compare, gsoft::cli::setup_lipconv, gsoft::cli::setup_diffusion};
 
 int usage_error(const CLI::App& app, const std::string& msg) {
   std::cerr << "error: " << msg << "\n\n" << app.help();

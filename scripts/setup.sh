@@ -10,6 +10,7 @@ PACKAGES=(
   libopenblas0-openmp   # OpenBLAS on OpenMP: shares libtorch's thread pool (see below)
   libicu-dev            # Unicode for the tokenizers
   zlib1g-dev            # gzipped IDX image files
+  libpng-dev            # PNG images of the diffusion tools
   dataset-fashion-mnist # the LipConvNet data (gzipped IDX, 30 MB)
   libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
 )
