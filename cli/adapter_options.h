@@ -48,9 +48,11 @@ inline void add_adapter_options(CLI::App* cmd, AdapterOptions& o) {
       ->capture_default_str()
       ->check(CLI::IsMember({"cayley", "exp", "cayley_neumann", "free"}));
   cmd->add_flag("--no-scale", o.no_scale, "GSOFT without the magnitude vector gsoft_s");
-  cmd->add_option("--target-modules", o.target_modules,
-                  "Module name suffixes to adapt (default: query,key,value,attention.output.dense,intermediate.dense,"
-                  "output.dense)")
+  // A command may preset other targets (the diffusion commands: the authors' to_q,to_k,to_v,to_out.0).
+  std::string targets;
+  for (const auto& t : o.target_modules.empty() ? default_encoder_targets() : o.target_modules)
+    targets += (targets.empty() ? "" : ",") + t;
+  cmd->add_option("--target-modules", o.target_modules, "Module name suffixes to adapt (default: " + targets + ")")
       ->delimiter(',');
   cmd->add_option("--modules-to-save", o.modules_to_save, "Modules trained in full and saved with the adapter")
       ->capture_default_str()

@@ -2,7 +2,6 @@
 // (chosen on dev with the first seed), then runs with several seeds; results are test accuracy
 // (mean ± std), trainable parameters, time per epoch and peak memory, as a markdown table and an
 // SVG plot. Every run is `gsoft quickstart` in its own process, so its peak memory is its own.
-#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -10,7 +9,6 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <unistd.h>
 
 #include "commands.h"
 #include "polarity.h"
@@ -36,23 +34,12 @@ struct CompareOptions {
 
 // Runs gsoft quickstart and returns its JSON line.
 nlohmann::json run_one(const CompareOptions& o, const std::string& method, double lr, int64_t seed, const fs::path& out) {
-  std::ostringstream cmd;
-  cmd << shell_quote(self_path()) << " --threads " << num_threads() << " quickstart --model " << shell_quote(o.model) << " --data "
-      << shell_quote(o.data) << " --out " << shell_quote(out.string()) << " --method " << method << " --lr " << lr << " --seed "
-      << seed << " --epochs " << o.epochs << " --log-every 1000000 2>" << shell_quote((out.string() + ".log"));
-  fs::create_directories(out.parent_path());
-  FILE* p = ::popen(cmd.str().c_str(), "r");
-  if (!p) throw std::runtime_error("compare: cannot start " + cmd.str());
-  std::string text;
-  std::array<char, 4096> buf{};
-  while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) text.append(buf.data(), n);
-  const int rc = ::pclose(p);
-  const size_t end = text.find_last_not_of('\n');
-  const size_t begin = end == std::string::npos ? std::string::npos : text.rfind('\n', end);
-  if (rc != 0 || end == std::string::npos)
-    throw std::runtime_error("compare: the run " + method + " lr " + std::to_string(lr) + " seed " + std::to_string(seed) +
-                             " failed; see " + out.string() + ".log");
-  return nlohmann::json::parse(text.substr(begin == std::string::npos ? 0 : begin + 1, end - (begin == std::string::npos ? 0 : begin + 1) + 1));
+  std::ostringstream args;
+  args << "--threads " << num_threads() << " quickstart --model " << shell_quote(o.model) << " --data " << shell_quote(o.data)
+       << " --out " << shell_quote(out.string()) << " --method " << method << " --lr " << lr << " --seed " << seed
+       << " --epochs " << o.epochs << " --log-every 1000000";
+  return run_self_json(args.str(), out.string() + ".log",
+                       "compare: the run " + method + " lr " + std::to_string(lr) + " seed " + std::to_string(seed));
 }
 
 struct Row {

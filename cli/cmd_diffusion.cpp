@@ -149,6 +149,8 @@ void setup_diffusion(CLI::App& app, Runners& runners) {
 
   setup_diffusion_pretrain(diff, runners);
   setup_diffusion_eval(diff, runners);
+  setup_diffusion_dreambooth(diff, runners);
+  setup_diffusion_compare(diff, runners);
 }
 
 }  // namespace gsoft::cli

@@ -39,5 +39,7 @@ void setup_bench_lipconv(CLI::App* bench, Runners& runners);
 void setup_diffusion(CLI::App& app, Runners& runners);
 void setup_diffusion_pretrain(CLI::App* diffusion, Runners& runners);
 void setup_diffusion_eval(CLI::App* diffusion, Runners& runners);
+void setup_diffusion_dreambooth(CLI::App* diffusion, Runners& runners);
+void setup_diffusion_compare(CLI::App* diffusion, Runners& runners);
 
 }  // namespace gsoft::cli

@@ -91,6 +91,15 @@ inline nlohmann::json resolved_options(const CLI::App* cmd) {
       }
       if (opt->get_default_str().empty()) continue;
       values = {opt->get_default_str()};
+      if (opt->get_expected_max() > 1) {
+        // A list's default reads "32 64 128" or "[32,64,128]": one value per element.
+        std::string d = opt->get_default_str();
+        for (char& c : d)
+          if (c == '[' || c == ']' || c == ',') c = ' ';
+        std::istringstream in(d);
+        values.clear();
+        for (std::string v; in >> v;) values.push_back(v);
+      }
     }
     if (opt->get_expected_max() == 0) {
       j[name] = values[0] == "true" || values[0] == "1";

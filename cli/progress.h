@@ -20,11 +20,15 @@ inline std::string format_duration(double seconds) {
   return buf;
 }
 
+// Runs without epochs (drawn scenes, not passes over a data set) say epochs 0 and show none.
 inline std::string format_step(const StepInfo& s) {
-  char buf[200];
-  std::snprintf(buf, sizeof buf, "step %lld/%lld | epoch %lld/%lld | loss %.4f | lr %.2e | %.2f it/s | ETA %s",
-                static_cast<long long>(s.step), static_cast<long long>(s.total_steps), static_cast<long long>(s.epoch),
-                static_cast<long long>(s.epochs), s.loss, s.lr, s.steps_per_second, format_duration(s.eta_seconds).c_str());
+  char epoch[64] = "";
+  if (s.epochs > 0)
+    std::snprintf(epoch, sizeof epoch, " | epoch %lld/%lld", static_cast<long long>(s.epoch), static_cast<long long>(s.epochs));
+  char buf[240];
+  std::snprintf(buf, sizeof buf, "step %lld/%lld%s | loss %.4f | lr %.2e | %.2f it/s | ETA %s", static_cast<long long>(s.step),
+                static_cast<long long>(s.total_steps), epoch, s.loss, s.lr, s.steps_per_second,
+                format_duration(s.eta_seconds).c_str());
   return buf;
 }
 

@@ -168,27 +168,47 @@ std::string training_caption(const Scene& s, const CaptionDropout& d, std::mt199
   return p.text();
 }
 
-SceneAttributes measure_attributes(const torch::Tensor& canvas, double small_share) {
-  const torch::Tensor c = canvas.dim() == 3 ? canvas.squeeze(0) : canvas;
-  GSOFT_CHECK(c.dim() == 2 && c.size(0) == kSceneSide && c.size(1) == kSceneSide && c.scalar_type() == torch::kUInt8,
-              "measure_attributes: expected a (32, 32) uint8 canvas, got ", format_shape(canvas.sizes()), " ",
-              canvas.scalar_type());
+BatchAttributes measure_attributes_batch(const torch::Tensor& canvases, double small_share) {
+  const torch::Tensor c = canvases.dim() == 4 ? canvases.squeeze(1) : canvases;
+  GSOFT_CHECK(c.dim() == 3 && c.size(1) == kSceneSide && c.size(2) == kSceneSide && c.scalar_type() == torch::kUInt8,
+              "measure_attributes: expected (32, 32) uint8 canvases, got ", format_shape(canvases.sizes()), " ",
+              canvases.scalar_type());
   const torch::Tensor v = c.to(torch::kFloat64);
-  const double ring = (v.select(0, 0).sum() + v.select(0, kSceneSide - 1).sum() + v.select(1, 0).narrow(0, 1, kSceneSide - 2).sum() +
-                       v.select(1, kSceneSide - 1).narrow(0, 1, kSceneSide - 2).sum())
-                          .item<double>() /
-                      (4.0 * (kSceneSide - 1));
-  SceneAttributes a;
+  const int64_t S = kSceneSide;
+  const torch::Tensor ring = (v.select(1, 0).sum(1) + v.select(1, S - 1).sum(1) + v.select(2, 0).narrow(1, 1, S - 2).sum(1) +
+                              v.select(2, S - 1).narrow(1, 1, S - 2).sum(1)) /
+                             (4.0 * (S - 1));
+  BatchAttributes a;
   a.negative = ring > 127.5;
-  const torch::Tensor ink = a.negative ? 255.0 - v : v;
-  const double total = ink.sum().item<double>();
-  double best = -1;
-  for (Quadrant q : all_quadrants()) {
-    const double m = ink.narrow(0, quadrant_row(q), 16).narrow(1, quadrant_col(q), 16).sum().item<double>();
-    if (m > best) best = m, a.quadrant = q;
-  }
-  a.size = total > 0 && best >= small_share * total ? ItemSize::Small : ItemSize::Large;
+  const torch::Tensor ink = torch::where(a.negative.view({-1, 1, 1}), 255.0 - v, v);
+  // Quadrant masses in the order top left, top right, bottom left, bottom right.
+  const torch::Tensor mass = ink.view({-1, 2, 16, 2, 16}).sum({2, 4}).reshape({-1, 4});
+  const auto best = mass.max(1);
+  a.quadrant = std::get<1>(best);
+  const torch::Tensor total = mass.sum(1);
+  a.small = (total > 0) & (std::get<0>(best) >= small_share * total);
   return a;
+}
+
+SceneAttributes measure_attributes(const torch::Tensor& canvas, double small_share) {
+  GSOFT_CHECK(canvas.dim() == 2 || (canvas.dim() == 3 && canvas.size(0) == 1), "measure_attributes: expected one canvas, got ",
+              format_shape(canvas.sizes()));
+  const BatchAttributes b = measure_attributes_batch(canvas.reshape({1, canvas.size(-2), canvas.size(-1)}), small_share);
+  SceneAttributes a;
+  a.negative = b.negative[0].item<bool>();
+  a.size = b.small[0].item<bool>() ? ItemSize::Small : ItemSize::Large;
+  a.quadrant = all_quadrants()[static_cast<size_t>(b.quadrant[0].item<int64_t>())];
+  return a;
+}
+
+torch::Tensor canonical_scenes(const torch::Tensor& canvases) {
+  const torch::Tensor c = canvases.dim() == 4 ? canvases.squeeze(1) : canvases;
+  const BatchAttributes a = measure_attributes_batch(c);
+  const torch::Tensor positive = torch::where(a.negative.view({-1, 1, 1}), 255 - c, c);
+  const torch::Tensor quadrants = positive.view({-1, 2, 16, 2, 16}).permute({0, 1, 3, 2, 4}).reshape({-1, 4, 16, 16});
+  const torch::Tensor picked = quadrants.gather(1, a.quadrant.view({-1, 1, 1, 1}).expand({-1, 1, 16, 16})).squeeze(1);
+  const torch::Tensor enlarged = picked.repeat_interleave(2, 1).repeat_interleave(2, 2);
+  return torch::where(a.small.view({-1, 1, 1}), enlarged, positive);
 }
 
 bool attributes_match(const Prompt& p, const SceneAttributes& m) {

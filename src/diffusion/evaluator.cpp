@@ -34,7 +34,8 @@ torch::Tensor SceneClassifierImpl::features(const torch::Tensor& canvases) {
                   c.scalar_type() == torch::kUInt8,
               "scene classifier: expected (B, 32, 32) uint8 canvases, got ", format_shape(canvases.sizes()), " ",
               canvases.scalar_type());
-  const torch::Tensor x = c.to(torch::kFloat32) / 127.5 - 1.0;
+  // The rules undo polarity and size first, so the network only has to tell the class.
+  const torch::Tensor x = data::canonical_scenes(c).unsqueeze(1).to(torch::kFloat32) / 127.5 - 1.0;
   return torch::relu(fc_(body_->forward(x).flatten(1)));
 }
 
@@ -60,7 +61,7 @@ void train_scene_classifier(SceneClassifierImpl& model, const data::ImageDataset
     const double factor = 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(step) / static_cast<double>(o.steps)));
     opt.step(factor);
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    StepInfo info{step + 1, o.steps, 1, 1, loss.item<double>(), o.lr * factor, 0, (step + 1) / std::max(elapsed, 1e-9), 0};
+    StepInfo info{step + 1, o.steps, 0, 0, loss.item<double>(), o.lr * factor, 0, (step + 1) / std::max(elapsed, 1e-9), 0};
     info.eta_seconds = static_cast<double>(o.steps - step - 1) / std::max(info.steps_per_second, 1e-9);
     if (cb.on_step) cb.on_step(info);
     if (cb.should_stop && cb.should_stop()) throw std::runtime_error("classifier training interrupted at step " + std::to_string(step + 1));
@@ -80,13 +81,15 @@ SceneAccuracy score_scenes(SceneClassifierImpl& classifier, const torch::Tensor&
   const torch::Tensor pred = logits.empty() ? torch::empty({0}, torch::kLong) : torch::cat(logits).argmax(1);
   SceneAccuracy a;
   a.images = c.size(0);
-  int64_t right_class = 0, right_all = 0;
+  int64_t right_class = 0, right_all = 0, right_joint = 0;
   std::map<std::string, std::pair<int64_t, int64_t>> per;  // attribute -> (stated, right)
   for (int64_t i = 0; i < a.images; ++i) {
     const data::Prompt& p = prompts[static_cast<size_t>(i)];
     const data::SceneAttributes m = data::measure_attributes(c[i]);
-    if (p.label && pred[i].item<int64_t>() == *p.label) ++right_class;
-    if (data::attributes_match(p, m)) ++right_all;
+    const bool class_ok = p.label && pred[i].item<int64_t>() == *p.label, attributes_ok = data::attributes_match(p, m);
+    right_class += class_ok;
+    right_all += attributes_ok;
+    right_joint += class_ok && attributes_ok;
     auto count = [&](const char* k, bool ok) { per[k].first++, per[k].second += ok; };
     count("negative", p.negative == m.negative);
     if (p.size) count("size", *p.size == m.size);
@@ -95,6 +98,7 @@ SceneAccuracy score_scenes(SceneClassifierImpl& classifier, const torch::Tensor&
   const double n = std::max<int64_t>(1, a.images);
   a.class_accuracy = right_class / n;
   a.attribute_accuracy = right_all / n;
+  a.joint_accuracy = right_joint / n;
   for (const auto& [k, v] : per) a.per_attribute[k] = static_cast<double>(v.second) / std::max<int64_t>(1, v.first);
   return a;
 }
@@ -137,6 +141,80 @@ std::vector<data::Prompt> evaluation_prompts() {
     out.push_back(n);
   }
   return out;
+}
+
+SubjectSimilarity subject_similarity(SceneClassifierImpl& classifier, const torch::Tensor& images, const torch::Tensor& views) {
+  auto flat = [](const torch::Tensor& t) { return t.dim() == 4 ? t.squeeze(1) : t; };
+  const torch::Tensor a = flat(images), v = flat(views);
+  GSOFT_CHECK(a.dim() == 3 && v.dim() == 3 && a.size(0) >= 1 && v.size(0) >= 1, "subject_similarity: expected (N, 32, 32) "
+              "images and views, got ", format_shape(images.sizes()), " and ", format_shape(views.sizes()));
+  torch::NoGradGuard g;
+  classifier.eval();
+  const torch::Tensor fa = torch::nn::functional::normalize(classifier.features(a), torch::nn::functional::NormalizeFuncOptions().dim(1));
+  const torch::Tensor fv = torch::nn::functional::normalize(classifier.features(v), torch::nn::functional::NormalizeFuncOptions().dim(1));
+  SubjectSimilarity s;
+  s.feature_cosine = fa.matmul(fv.t()).mean().item<double>();
+  auto centred = [](const torch::Tensor& x) {
+    torch::Tensor c = x.narrow(1, 2, 28).narrow(2, 2, 28).reshape({x.size(0), -1}).to(torch::kFloat64);
+    c = c - c.mean(1, true);
+    return c / c.norm(2, 1, true).clamp_min(1e-9);
+  };
+  s.ncc = centred(a).matmul(centred(v).t()).amax(1).mean().item<double>();
+  return s;
+}
+
+std::vector<data::Prompt> contextual_prompts(int64_t label, const std::string& token) {
+  std::vector<data::Prompt> out;
+  data::Prompt p;
+  p.label = label;
+  p.token = token;
+  p.size = data::ItemSize::Small;
+  for (data::Quadrant q : data::all_quadrants()) {
+    p.quadrant = q;
+    out.push_back(p);
+  }
+  data::Prompt n = p;
+  n.size = data::ItemSize::Large;
+  n.quadrant.reset();
+  n.negative = true;
+  out.push_back(n);
+  p.quadrant = data::Quadrant::TopLeft;
+  p.negative = true;
+  out.push_back(p);
+  return out;
+}
+
+SubjectEval evaluate_subject(Pipeline& pipeline, SceneClassifierImpl& classifier, const torch::Tensor& views, int64_t label,
+                             const std::string& token, const SubjectEvalOptions& o) {
+  SampleOptions so;
+  so.steps = o.steps;
+  so.guidance = o.guidance;
+  so.batch_size = o.batch_size;
+  data::Prompt base;
+  base.label = label;
+  base.size = data::ItemSize::Large;
+  base.token = token;
+  std::vector<data::Prompt> prompts;
+  for (int64_t i = 0; i < o.base_images; ++i) prompts.push_back(base);
+  for (const auto& c : contextual_prompts(label, token))
+    for (int64_t i = 0; i < o.context_images; ++i) prompts.push_back(c);
+  std::vector<std::string> texts;
+  std::vector<uint64_t> seeds;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    texts.push_back(prompts[i].text());
+    seeds.push_back(o.seed + i);
+  }
+  const torch::Tensor images = to_uint8(sample_images(pipeline, texts, seeds, so));
+  SubjectEval e;
+  e.base_images = images.narrow(0, 0, o.base_images);
+  e.context_images = images.narrow(0, o.base_images, images.size(0) - o.base_images);
+  const std::vector<data::Prompt> base_prompts(prompts.begin(), prompts.begin() + o.base_images);
+  const std::vector<data::Prompt> context_prompts(prompts.begin() + o.base_images, prompts.end());
+  e.similarity = subject_similarity(classifier, e.base_images, views);
+  e.base_prompt = score_scenes(classifier, e.base_images, base_prompts);
+  e.contextual = score_scenes(classifier, e.context_images, context_prompts);
+  e.prompt_fidelity = e.contextual.joint_accuracy;
+  return e;
 }
 
 void save_scene_classifier(SceneClassifierImpl& model, const std::string& dir, const nlohmann::json& info) {

@@ -229,7 +229,8 @@ torch::Tensor sample_images(Pipeline& p, const std::vector<std::string>& prompts
         const auto parts = eps.chunk(2);
         eps = parts[0] + o.guidance * (parts[1] - parts[0]);
       }
-      x = schedule.ddim_step(eps, t, o.steps, x);
+      // Guidance extrapolates past the data; clipped x0 and the noise must then agree (GLIDE).
+      x = schedule.ddim_step(eps, t, o.steps, x, /*use_clipped_model_output=*/true);
       if (o.on_step) o.on_step(b0, static_cast<int64_t>(k) + 1, o.steps);
     }
     out.push_back(x.clamp(-1, 1));

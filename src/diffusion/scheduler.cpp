@@ -93,14 +93,16 @@ std::vector<int64_t> NoiseSchedule::ddim_timesteps(int64_t steps) const {
   return t;
 }
 
-torch::Tensor NoiseSchedule::ddim_step(const torch::Tensor& eps, int64_t t, int64_t steps, const torch::Tensor& sample) const {
+torch::Tensor NoiseSchedule::ddim_step(const torch::Tensor& eps, int64_t t, int64_t steps, const torch::Tensor& sample,
+                                       bool use_clipped_model_output) const {
   GSOFT_CHECK(eps.sizes() == sample.sizes(), "ddim_step: eps ", format_shape(eps.sizes()), " and sample ",
               format_shape(sample.sizes()), " differ");
   const int64_t prev = t - config_.num_train_timesteps / steps;
   const double a = alpha_bar(t), a_prev = alpha_bar(prev);
   torch::Tensor x0 = (sample - std::sqrt(1.0 - a) * eps) / std::sqrt(a);
   if (config_.clip_sample) x0 = x0.clamp(-config_.clip_sample_range, config_.clip_sample_range);
-  return std::sqrt(a_prev) * x0 + std::sqrt(1.0 - a_prev) * eps;
+  const torch::Tensor e = use_clipped_model_output ? (sample - std::sqrt(a) * x0) / std::sqrt(1.0 - a) : eps;
+  return std::sqrt(a_prev) * x0 + std::sqrt(1.0 - a_prev) * e;
 }
 
 }  // namespace gsoft::diffusion

@@ -2,7 +2,6 @@
 
 #include <torch/torch.h>
 
-#include <array>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -19,15 +18,6 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
-
-// One 64-bit stream per (seed, step, purpose).
-uint64_t mix(uint64_t seed, int64_t step, uint64_t purpose) {
-  std::seed_seq s{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(step),
-                  static_cast<uint32_t>(static_cast<uint64_t>(step) >> 32), static_cast<uint32_t>(purpose)};
-  std::array<uint32_t, 2> v{};
-  s.generate(v.begin(), v.end());
-  return (static_cast<uint64_t>(v[0]) << 32) | v[1];
-}
 
 json fingerprint(const DiffusionPretrainOptions& o, int64_t items) {
   return {{"max_steps", o.max_steps}, {"batch_size", o.batch_size}, {"lr", o.lr}, {"weight_decay", o.weight_decay},
@@ -65,7 +55,7 @@ SceneBatch draw_scene_batch(const data::ImageDataset& items, int64_t batch_size,
                             double small_probability, double negative_probability, const data::CaptionDropout& dropout) {
   GSOFT_CHECK(items.size() > 0 && items.images.dim() == 4 && items.images.size(2) == 28 && items.images.size(3) == 28,
               "scene items: expected (N, 1, 28, 28) images, got ", format_shape(items.images.sizes()));
-  std::mt19937_64 rng(mix(seed, step, 1));
+  std::mt19937_64 rng(train_detail::step_seed(seed, step, 1));
   std::uniform_int_distribution<int64_t> pick(0, items.size() - 1);
   std::uniform_real_distribution<double> u(0.0, 1.0);
   SceneBatch b;
@@ -160,7 +150,7 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
   while (step < end) {
     const SceneBatch b = draw_scene_batch(items, o.batch_size, o.seed, step, o.small_probability, o.negative_probability,
                                           o.dropout);
-    auto gen = at::detail::createCPUGenerator(mix(o.seed, step, 2));
+    auto gen = at::detail::createCPUGenerator(train_detail::step_seed(o.seed, step, 2));
     const torch::Tensor x0 = diffusion::from_uint8(b.canvases).unsqueeze(1);
     const torch::Tensor noise = torch::randn(x0.sizes(), gen, torch::kFloat32);
     const torch::Tensor t = torch::randint(0, T, {o.batch_size}, gen, torch::kLong);
@@ -183,7 +173,7 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
     r.end_step = step;
     r.losses.push_back(lv);
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    StepInfo info{step, o.max_steps, 1, 1, lv, o.lr * factor, norm,
+    StepInfo info{step, o.max_steps, 0, 0, lv, o.lr * factor, norm,
                   static_cast<double>(step - r.start_step) / std::max(elapsed, 1e-9), 0};
     info.eta_seconds = static_cast<double>(end - step) / std::max(info.steps_per_second, 1e-9);
     if (o.log_every > 0 && (step % o.log_every == 0 || step == end))

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -70,6 +71,14 @@ std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch));
   std::shuffle(order.begin(), order.end(), rng);
   return order;
+}
+
+uint64_t step_seed(uint64_t seed, int64_t step, uint32_t stream) {
+  std::seed_seq s{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(step),
+                  static_cast<uint32_t>(static_cast<uint64_t>(step) >> 32), stream};
+  std::array<uint32_t, 2> v{};
+  s.generate(v.begin(), v.end());
+  return (static_cast<uint64_t>(v[0]) << 32) | v[1];
 }
 
 void append_jsonl(const std::string& path, const nlohmann::json& line) {

@@ -35,6 +35,10 @@ void check_finite_loss(double loss, int64_t step, const std::string& what, const
 // visits the same batches.
 std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch);
 
+// A seed for one random stream of one step: (seed, step, stream) mixed by std::seed_seq, so runs
+// that draw each step's randomness from it alone resume exactly.
+uint64_t step_seed(uint64_t seed, int64_t step, uint32_t stream);
+
 // metrics.jsonl: one JSON object appended per line; on resume, the lines of steps after the
 // checkpoint are dropped so the log reads like one uninterrupted run.
 void append_jsonl(const std::string& path, const nlohmann::json& line);

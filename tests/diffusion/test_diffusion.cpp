@@ -18,7 +18,9 @@
 #include "gsoft/io/atomic_file.h"
 #include "gsoft/io/png.h"
 #include "gsoft/io/safetensors.h"
+#include "gsoft/io/adapter_io.h"
 #include "gsoft/train/diffusion.h"
+#include "gsoft/train/dreambooth.h"
 #include "support/helpers.h"
 
 namespace {
@@ -305,6 +307,11 @@ TEST(Scheduler, NoisingAndDdimStepsMatchTheirClosedForms) {
   // The predicted x0 is clipped to [-1, 1]: here (3 - sqrt(1 - a8) * 0.5) / sqrt(a8) > 1.
   const Tensor big = torch::full({1}, 3.0, torch::kFloat64);
   EXPECT_NEAR(d.ddim_step(eps, 8, 5, big).item<double>(), std::sqrt(a6) * 1.0 + std::sqrt(1 - a6) * 0.5, 1e-12);
+  // With use_clipped_model_output the noise is re-derived from the clipped x0: (3 - sqrt(a8)) / sqrt(1 - a8).
+  const double e8 = (3.0 - std::sqrt(a8)) / std::sqrt(1 - a8);
+  EXPECT_NEAR(d.ddim_step(eps, 8, 5, big, true).item<double>(), std::sqrt(a6) + std::sqrt(1 - a6) * e8, 1e-12);
+  // Without clipping the two agree.
+  EXPECT_NEAR(d.ddim_step(eps, 8, 5, x, true).item<double>(), d.ddim_step(eps, 8, 5, x).item<double>(), 1e-12);
   // The last step goes to alpha = 1 (set_alpha_to_one): the result is the predicted x0.
   const double a0 = 0.9;
   EXPECT_NEAR(d.ddim_step(eps, 0, 5, x * 0.5).item<double>(), (0.5 - std::sqrt(1 - a0) * 0.5) / std::sqrt(a0), 1e-12);
@@ -349,6 +356,13 @@ TEST(Scenes, CompositionIsExactAndThePixelRulesReadItBack) {
         EXPECT_EQ(a.size, size);
         if (size == ItemSize::Small) EXPECT_EQ(a.quadrant, q);
         EXPECT_TRUE(attributes_match(scene_prompt(t), a));
+        // The classifier's canonical form: positive, a small item's quadrant enlarged 2x.
+        const Tensor canon = canonical_scenes(compose_scene(blob, t).unsqueeze(0))[0];
+        const Tensor want = size == ItemSize::Large
+                                ? compose_scene(blob, Scene{3})
+                                : compose_scene(blob, Scene{3, ItemSize::Small, Quadrant::TopLeft})
+                                      .narrow(0, 0, 16).narrow(1, 0, 16).repeat_interleave(2, 0).repeat_interleave(2, 1);
+        EXPECT_TRUE(torch::equal(canon, want)) << neg << " " << static_cast<int>(size) << " " << static_cast<int>(q);
       }
 }
 
@@ -519,5 +533,95 @@ TEST(DiffusionSampling, SameSeedSameImageWhateverTheBatch) {
   EXPECT_EQ(a.sizes(), torch::IntArrayRef({2, 1, 32, 32}));
   EXPECT_LE(a.abs().max().item<double>(), 1.0);
 }
+
+// ------------------------------------------------------------------ DreamBooth (issue 15)
+namespace dreambooth {
+
+TEST(DreamBooth, PriorPreservationLossFollowsItsFormula) {
+  const Tensor pred = torch::tensor({1.0, 2.0, 3.0, 5.0}).view({4, 1});
+  const Tensor noise = torch::tensor({0.0, 0.0, 1.0, 1.0}).view({4, 1});
+  // instances: rows 0-1, mse = (1 + 4) / 2 = 2.5; class rows 2-3, mse = (4 + 16) / 2 = 10
+  EXPECT_DOUBLE_EQ(gsoft::dreambooth_loss(pred, noise, 2, 0.5).item<double>(), 2.5 + 0.5 * 10);
+  EXPECT_DOUBLE_EQ(gsoft::dreambooth_loss(pred, noise, 2, 0.0).item<double>(), 2.5);
+  EXPECT_DOUBLE_EQ(gsoft::dreambooth_loss(pred, noise, 4, 1.0).item<double>(), (1 + 4 + 4 + 16) / 4.0);
+}
+
+TEST(DreamBooth, SubjectViewsAreShiftedCopiesOfTheLargeScene) {
+  const Tensor item = (torch::arange(28 * 28, torch::kInt32) % 200 + 1).to(torch::kUInt8).view({28, 28});
+  const Tensor v = gsoft::subject_views(item, 5);
+  ASSERT_EQ(v.sizes(), torch::IntArrayRef({5, 32, 32}));
+  EXPECT_TRUE(torch::equal(v[0], gsoft::data::compose_scene(item, gsoft::data::Scene{})));
+  for (int64_t i = 1; i < 5; ++i) {
+    EXPECT_FALSE(torch::equal(v[i], v[0]));
+    EXPECT_EQ(v[i].to(torch::kInt64).sum().item<int64_t>(), v[0].to(torch::kInt64).sum().item<int64_t>());  // nothing cut off
+  }
+}
+
+TEST(DreamBooth, AdapterLoadsSamplesMergesAndLeavesTheBaseUntouched) {
+  const fs::path dir = scratch_dir("dreambooth");
+  gsoft::diffusion::Pipeline base = tiny_scene_pipeline(5);
+  base.save((dir / "base").string());
+  const std::string unet_file = (dir / "base" / "unet" / gsoft::diffusion::kUNetWeightsFile).string();
+  const auto before = gsoft::io::read_safetensors(unet_file);
+  const Tensor item = (torch::arange(28 * 28, torch::kInt32) % 200 + 1).to(torch::kUInt8).view({28, 28});
+  gsoft::Subject subject{gsoft::subject_views(item, 4), 7, "sks"};
+  EXPECT_EQ(subject.instance_prompt(), "a photo of a large sks sneaker");
+  EXPECT_EQ(subject.class_prompt(), "a photo of a large sneaker");
+  const Tensor classes = torch::randint(0, 256, {6, 32, 32}, torch::kLong).to(torch::kUInt8);
+  gsoft::diffusion::SampleOptions so;
+  so.steps = 3;
+  const std::vector<std::string> prompts{subject.instance_prompt(), "a photo of a small sks sneaker at the top left"};
+  for (gsoft::Method m : {gsoft::Method::GSOFT, gsoft::Method::DoubleGSOFT, gsoft::Method::LoRA, gsoft::Method::BOFT,
+                          gsoft::Method::OFT, gsoft::Method::Full}) {
+    const std::string name = gsoft::to_string(m);
+    gsoft::diffusion::Pipeline p = gsoft::diffusion::Pipeline::load((dir / "base").string());
+    gsoft::AdapterConfig c;
+    c.method = m;
+    if (m != gsoft::Method::Full) c.target_modules = {"to_q", "to_k", "to_v", "to_out.0"};
+    if (m != gsoft::Method::LoRA && m != gsoft::Method::Full) c.block_size = 4;
+    if (m == gsoft::Method::BOFT) c.boft_n_butterfly_factor = 2;
+    gsoft::DreamBoothOptions o;
+    o.max_steps = 3;
+    o.batch_size = 2;
+    o.lr = 1e-2;
+    o.save_steps = {2};
+    o.out_dir = (dir / name).string();
+    const auto r = gsoft::train_dreambooth(p, subject, classes, c, o);
+    EXPECT_EQ(r.end_step, 3) << name;
+    EXPECT_GT(r.trainable_params, 0);
+    // The base pipeline's files are bit-identical, whatever the method.
+    const auto after = gsoft::io::read_safetensors(unet_file);
+    for (const auto& [k, t] : before.tensors) EXPECT_TRUE(torch::equal(t, after.tensors.at(k))) << name << " " << k;
+    const Tensor trained = gsoft::diffusion::sample_images(p, prompts, {1, 2}, so);
+    if (m == gsoft::Method::Full) {
+      // Full fine-tuning writes a whole pipeline that samples what the trained model samples.
+      gsoft::diffusion::Pipeline q = gsoft::diffusion::Pipeline::load((dir / name / "pipeline").string());
+      EXPECT_LT(max_abs_diff(gsoft::diffusion::sample_images(q, prompts, {1, 2}, so), trained), 1e-5);
+      EXPECT_TRUE(fs::exists(dir / name / "pipeline-step2" / "model_index.json"));
+      continue;
+    }
+    EXPECT_TRUE(fs::exists(dir / name / "adapter-step2" / "adapter_config.json")) << name;
+    // The adapter loads into a fresh base and samples what the trained model samples...
+    gsoft::diffusion::Pipeline q = gsoft::diffusion::Pipeline::load((dir / "base").string());
+    gsoft::io::load_adapter((dir / name / "adapter").string(), *q.unet);
+    const Tensor loaded = gsoft::diffusion::sample_images(q, prompts, {1, 2}, so);
+    EXPECT_LT(max_abs_diff(loaded, trained), 1e-5) << name;
+    // ... it changed the model ...
+    gsoft::diffusion::Pipeline b = gsoft::diffusion::Pipeline::load((dir / "base").string());
+    EXPECT_GT(max_abs_diff(gsoft::diffusion::sample_images(b, prompts, {1, 2}, so), trained), 1e-4) << name;
+    // ... and merged into the UNet's weights file (as gsoft merge does) it samples the same.
+    fs::create_directories(dir / (name + "-merged"));
+    for (const char* part : {"text_encoder", "tokenizer", "scheduler", "unet"})
+      fs::copy(dir / "base" / part, dir / (name + "-merged") / part, fs::copy_options::recursive);
+    fs::copy_file(dir / "base" / "model_index.json", dir / (name + "-merged") / "model_index.json");
+    const std::string merged_file = (dir / (name + "-merged") / "unet" / gsoft::diffusion::kUNetWeightsFile).string();
+    fs::remove(merged_file);
+    gsoft::io::merge_to(unet_file, (dir / name / "adapter").string(), merged_file);
+    gsoft::diffusion::Pipeline mp = gsoft::diffusion::Pipeline::load((dir / (name + "-merged")).string());
+    EXPECT_LT(max_abs_diff(gsoft::diffusion::sample_images(mp, prompts, {1, 2}, so), trained), 1e-4) << name;
+  }
+}
+
+}  // namespace dreambooth
 
 }  // namespace

@@ -79,6 +79,17 @@ struct SceneAttributes {
   bool negative = false;
 };
 SceneAttributes measure_attributes(const torch::Tensor& canvas, double small_share = 0.8);
+
+// The same rules for a batch (B, 32, 32) uint8: negative (B) bool, small (B) bool, quadrant (B)
+// int64 (0 top left, 1 top right, 2 bottom left, 3 bottom right, of the most inked quadrant).
+struct BatchAttributes {
+  torch::Tensor negative, small, quadrant;
+};
+BatchAttributes measure_attributes_batch(const torch::Tensor& canvases, double small_share = 0.8);
+
+// Scenes brought to one form by the rules, for a classifier: positive (negatives inverted back),
+// and a small item's quadrant enlarged 2x (nearest) to the whole canvas. (B, 32, 32) uint8 in and out.
+torch::Tensor canonical_scenes(const torch::Tensor& canvases);
 // Whether the measured attributes agree with everything the prompt states.
 bool attributes_match(const Prompt& prompt, const SceneAttributes& measured);
 

@@ -22,8 +22,10 @@
 
 namespace gsoft::diffusion {
 
-// conv(1,32) conv(32,32) pool | conv(32,64) conv(64,64) pool | conv(64,128) pool | fc 2048->256
-// (the features) | fc 256->10, ReLU after each convolution and the first fc.
+// Scenes are first brought to one form by the pixel rules (data::canonical_scenes: positive, a
+// small item's quadrant enlarged), then conv(1,32) conv(32,32) pool | conv(32,64) conv(64,64) pool |
+// conv(64,128) pool | fc 2048->256 (the features) | fc 256->10, ReLU after each convolution and the
+// first fc.
 class SceneClassifierImpl : public torch::nn::Module {
  public:
   SceneClassifierImpl();
@@ -54,6 +56,7 @@ struct SceneAccuracy {
   int64_t images = 0;
   double class_accuracy = 0;      // the classifier's label == the prompt's
   double attribute_accuracy = 0;  // every attribute the prompt states matches the pixel rules
+  double joint_accuracy = 0;      // the class and every stated attribute right
   std::map<std::string, double> per_attribute;  // "size", "position", "negative": share correct where stated
 };
 
@@ -67,6 +70,42 @@ torch::Tensor compose_for_prompts(const data::ImageDataset& items, const std::ve
 
 // The fixed evaluation prompts: every class x {large, small in each quadrant, large negative}.
 std::vector<data::Prompt> evaluation_prompts();
+
+// Subject fidelity, the analogue of the paper's CLIP-I: the mean cosine similarity between the
+// evaluator's features of each image and of each subject view (every pair); and an instance-level
+// number that tells one item from others of its class: for each image, the best normalised
+// cross-correlation of its centre 28x28 crop with a view's, averaged over the images.
+struct SubjectSimilarity {
+  double feature_cosine = 0;
+  double ncc = 0;
+};
+SubjectSimilarity subject_similarity(SceneClassifierImpl& classifier, const torch::Tensor& images, const torch::Tensor& views);
+
+// Prompt fidelity's prompts for a subject (the CLIP-T analogue): small in each quadrant, large
+// negative, small at the top left negative, each with the subject token.
+std::vector<data::Prompt> contextual_prompts(int64_t label, const std::string& token);
+
+// How a fine-tuned pipeline draws one subject (paper §6.2 measured on scenes): images for the base
+// prompt "a photo of a large <token> <class>" against the subject's views (subject fidelity), and
+// images for the contextual prompts scored by class and attributes (prompt fidelity: the share
+// with the class and every attribute right).
+struct SubjectEvalOptions {
+  int64_t base_images = 8;     // for the base prompt
+  int64_t context_images = 4;  // per contextual prompt
+  int64_t steps = 50;
+  double guidance = 5.0;
+  int64_t batch_size = 32;
+  uint64_t seed = 0;
+};
+struct SubjectEval {
+  SubjectSimilarity similarity;
+  SceneAccuracy base_prompt;   // class and attributes of the base-prompt images
+  SceneAccuracy contextual;
+  double prompt_fidelity = 0;  // contextual.joint_accuracy
+  torch::Tensor base_images, context_images;  // uint8 (N, 1, 32, 32)
+};
+SubjectEval evaluate_subject(Pipeline& pipeline, SceneClassifierImpl& classifier, const torch::Tensor& views, int64_t label,
+                             const std::string& token, const SubjectEvalOptions& options);
 
 // model.safetensors + config.json in `dir` (written atomically) and back; load checks every tensor.
 void save_scene_classifier(SceneClassifierImpl& model, const std::string& dir, const nlohmann::json& info);

@@ -7,6 +7,7 @@
 //   add_noise:   x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
 //   DDIM step:   x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)   (clamped to +-clip_sample_range)
 //                x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev) eps
+//                (eps re-derived from the clipped x0 with use_clipped_model_output)
 //   with a_prev = alpha_bar of t - T / steps, or (after the last step) 1 with set_alpha_to_one,
 //   else alpha_bar_0; timesteps "leading": (steps-1 .. 0) * (T / steps) + steps_offset.
 #include <torch/types.h>
@@ -50,8 +51,12 @@ class NoiseSchedule {
 
   // The DDIM timesteps for `steps` inference steps, from the noisiest. Throws unless 1 <= steps <= T.
   std::vector<int64_t> ddim_timesteps(int64_t steps) const;
-  // One DDIM step (eta 0) from timestep t to t - T / steps, for a predicted noise `eps`.
-  torch::Tensor ddim_step(const torch::Tensor& eps, int64_t t, int64_t steps, const torch::Tensor& sample) const;
+  // One DDIM step (eta 0) from timestep t to t - T / steps, for a predicted noise `eps`. With
+  // use_clipped_model_output (diffusers' step() argument of that name, GLIDE's practice), the noise
+  // is re-derived from the clipped x0, eps = (x_t - sqrt(a_t) x0) / sqrt(1 - a_t), so the step
+  // stays consistent when guidance pushes x0 past the clipping range.
+  torch::Tensor ddim_step(const torch::Tensor& eps, int64_t t, int64_t steps, const torch::Tensor& sample,
+                          bool use_clipped_model_output = false) const;
 
  private:
   double alpha_bar(int64_t t) const;  // t < 0: the final alpha

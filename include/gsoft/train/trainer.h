@@ -47,7 +47,7 @@ struct TrainData {
 };
 
 struct StepInfo {
-  int64_t step = 0, total_steps = 0, epoch = 0, epochs = 0;  // step counts from 1
+  int64_t step = 0, total_steps = 0, epoch = 0, epochs = 0;  // step counts from 1; epochs 0: no epochs
   double loss = 0, lr = 0, grad_norm = 0, steps_per_second = 0, eta_seconds = 0;
 };
 

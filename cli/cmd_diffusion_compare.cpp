@@ -1,0 +1,277 @@
+// gsoft diffusion compare: the paper's Table 2 on gsoft's pipeline. Every method fine-tunes on the
+// same subjects (one Fashion-MNIST test item per class) at two training lengths, each run and each
+// measurement in its own process; the result is a table, a plot of subject fidelity against
+// prompt fidelity, and a picture grid. Finished runs are kept, so an interrupted compare continues.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "commands.h"
+#include "diffusion_common.h"
+#include "gsoft/core/runtime.h"
+#include "gsoft/io/adapter_io.h"
+#include "gsoft/io/atomic_file.h"
+#include "gsoft/train/dreambooth.h"
+#include "subprocess.h"
+
+namespace gsoft::cli {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// Each method's flags: comparable adapter sizes on the UNet's attention (4,096 parameters per
+// 128 x 128 projection for GSOFT b=16, BOFT b=8 with 4 factors and LoRA r=16), the adapters at
+// one learning rate and full fine-tuning at a tenth of it.
+const std::map<std::string, std::string>& method_flags() {
+  static const std::map<std::string, std::string> m{
+      {"gsoft", "--method gsoft --block-size 16 --lr 1e-3"},
+      {"double_gsoft", "--method double_gsoft --block-size 16 --lr 1e-3"},
+      {"oft", "--method oft --block-size 16 --lr 1e-3"},
+      {"boft", "--method boft --block-size 8 --boft-factors 4 --lr 1e-3"},
+      {"lora", "--method lora --r 16 --lora-alpha 16 --lr 1e-3"},
+      {"full", "--method full --lr 1e-4"}};
+  return m;
+}
+
+struct DiffusionCompareCli {
+  std::string model = "models/fashion-diffusion", out = "runs/diffusion-compare", data;
+  int64_t subjects = 10, n_base = 8, n_context = 4, eval_steps = 50, class_images = 100;
+  std::vector<std::string> methods{"gsoft", "double_gsoft", "lora", "boft", "full"};
+  std::vector<int64_t> steps{100, 300};
+};
+
+// A JSON file written by an earlier run of the same compare, or the result of running it now.
+json cached(const fs::path& file, const std::function<json()>& make) {
+  if (fs::exists(file)) {
+    std::ifstream in(file);
+    return json::parse(in);
+  }
+  json j = make();
+  io::write_file_atomic(file.string(), j.dump(2) + "\n");
+  return j;
+}
+
+struct Row {
+  std::string label;
+  double subject = 0, ncc = 0, prompt = 0, seconds_per_step = 0, rss = 0;
+  int64_t params = -1, n = 0;
+};
+
+std::string svg_plot(const std::vector<Row>& rows, double floor) {
+  const double W = 760, H = 480, L = 80, R = 40, T = 40, B = 60;
+  double xmin = floor, xmax = floor, ymin = 1, ymax = 0;
+  for (const auto& r : rows) {
+    xmin = std::min(xmin, r.subject), xmax = std::max(xmax, r.subject);
+    ymin = std::min(ymin, r.prompt), ymax = std::max(ymax, r.prompt);
+  }
+  const double dx = std::max(0.02, (xmax - xmin) * 0.1), dy = std::max(0.05, (ymax - ymin) * 0.1);
+  xmin -= dx, xmax += dx, ymin = std::max(0.0, ymin - dy), ymax = std::min(1.0, ymax + dy);
+  auto X = [&](double v) { return L + (v - xmin) / (xmax - xmin) * (W - L - R); };
+  auto Y = [&](double v) { return H - B - (v - ymin) / (ymax - ymin) * (H - T - B); };
+  std::ostringstream s;
+  s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H << "' font-family='sans-serif' font-size='12'>\n"
+    << "<rect width='100%' height='100%' fill='white'/>\n"
+    << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='15'>Subject-driven fine-tuning: subject fidelity vs "
+    << "prompt fidelity (mean over subjects)</text>\n"
+    << "<line x1='" << L << "' y1='" << H - B << "' x2='" << W - R << "' y2='" << H - B << "' stroke='black'/>\n"
+    << "<line x1='" << L << "' y1='" << T << "' x2='" << L << "' y2='" << H - B << "' stroke='black'/>\n";
+  for (int i = 0; i <= 5; ++i) {
+    const double vx = xmin + (xmax - xmin) * i / 5, vy = ymin + (ymax - ymin) * i / 5;
+    s << "<text x='" << X(vx) << "' y='" << H - B + 18 << "' text-anchor='middle'>" << std::round(vx * 1000) / 1000 << "</text>\n"
+      << "<text x='" << L - 8 << "' y='" << Y(vy) + 4 << "' text-anchor='end'>" << std::lround(vy * 100) << "%</text>\n"
+      << "<line x1='" << L << "' y1='" << Y(vy) << "' x2='" << W - R << "' y2='" << Y(vy) << "' stroke='#eee'/>\n";
+  }
+  s << "<line x1='" << X(floor) << "' y1='" << T << "' x2='" << X(floor) << "' y2='" << H - B
+    << "' stroke='#c33' stroke-dasharray='4 3'/>\n"
+    << "<text x='" << X(floor) + 4 << "' y='" << T + 12 << "' fill='#c33'>other items of the class</text>\n"
+    << "<text x='" << (L + W - R) / 2 << "' y='" << H - 18 << "' text-anchor='middle'>subject fidelity (evaluator feature cosine, "
+    << "CLIP-I analogue)</text>\n"
+    << "<text x='18' y='" << (T + H - B) / 2 << "' transform='rotate(-90 18 " << (T + H - B) / 2
+    << ")' text-anchor='middle'>prompt fidelity (CLIP-T analogue)</text>\n";
+  for (const auto& r : rows) {
+    const bool base = r.params < 0;
+    s << "<circle cx='" << X(r.subject) << "' cy='" << Y(r.prompt) << "' r='6' fill='" << (base ? "#888" : "#3a78c3")
+      << "' fill-opacity='0.6' stroke='#1d4f8a'/>\n"
+      << "<text x='" << X(r.subject) + 9 << "' y='" << Y(r.prompt) - 5 << "'>" << r.label << "</text>\n";
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
+void run_diffusion_compare(const DiffusionCompareCli& o) {
+  for (const auto& m : o.methods)
+    if (!method_flags().count(m)) throw CLI::ValidationError("--methods", "unknown method '" + m + "'");
+  if (o.steps.empty()) throw CLI::ValidationError("--steps", "give at least one training length");
+  const int64_t longest = *std::max_element(o.steps.begin(), o.steps.end());
+  const fs::path out(o.out);
+  fs::create_directories(out);
+  const data::ImageDataset test = fashion_items(o.data, false);
+  const std::string threads = "--threads " + std::to_string(num_threads()) + " ";
+  const std::string data_flag = o.data.empty() ? "" : " --data " + shell_quote(o.data);
+  std::map<std::string, std::vector<json>> evals;  // row label -> one eval per subject
+  std::map<std::string, json> runs;                // "method" -> dreambooth summaries
+  std::vector<json> floors;
+  int64_t first_subject = -1;
+  for (int64_t k = 0; k < std::min<int64_t>(o.subjects, 10); ++k) {
+    int64_t index = 0;
+    while (test.labels[index].item<int64_t>() != k) ++index;  // the first test item of class k
+    if (first_subject < 0) first_subject = index;
+    const fs::path sdir = out / ("subject" + std::to_string(index));
+    const std::string subject = " --subject-fmnist " + std::to_string(index) + data_flag;
+    const std::string eval_flags = " --n-base " + std::to_string(o.n_base) + " --n " + std::to_string(o.n_context) +
+                                   " --steps " + std::to_string(o.eval_steps);
+    const json base = cached(sdir / "base.json", [&] {
+      std::cerr << "compare: subject " << index << " (" << data::fashion_class_names()[static_cast<size_t>(k)] << "): base pipeline" << std::endl;
+      return run_self_json(threads + "diffusion eval-subject --model " + shell_quote(o.model) + subject + eval_flags,
+                           (sdir / "base.log").string(), "compare: base evaluation of subject " + std::to_string(index));
+    });
+    evals["base pipeline"].push_back(base["result"]);
+    floors.push_back(base["other_items"]);
+    for (const auto& m : o.methods) {
+      const fs::path rdir = sdir / m;
+      std::string save;
+      for (int64_t s : o.steps)
+        if (s != longest) save += (save.empty() ? " --save-steps " : ",") + std::to_string(s);
+      const json summary = cached(rdir / "result.json", [&] {
+        std::cerr << "compare: subject " << index << ": " << m << " for " << longest << " steps" << std::endl;
+        return run_self_json(threads + "diffusion dreambooth --model " + shell_quote(o.model) + subject + " --out " +
+                                 shell_quote(rdir.string()) + " " + method_flags().at(m) + " --max-steps " +
+                                 std::to_string(longest) + save + " --num-class-images " + std::to_string(o.class_images) +
+                                 " --class-images-dir " + shell_quote((out / "class_images" / std::to_string(k)).string()),
+                             (rdir / "train.log").string(), "compare: " + m + " on subject " + std::to_string(index));
+      });
+      runs[m] = summary;
+      for (int64_t s : o.steps) {
+        const std::string suffix = s == longest ? "" : "-step" + std::to_string(s);
+        const std::string target = m == "full" ? " --model " + shell_quote((rdir / ("pipeline" + suffix)).string()) +
+                                                     " --evaluator " + shell_quote(default_evaluator(o.model))
+                                               : " --model " + shell_quote(o.model) + " --adapter " +
+                                                     shell_quote((rdir / ("adapter" + suffix)).string());
+        const json e = cached(rdir / ("eval" + std::to_string(s) + ".json"), [&] {
+          return run_self_json(threads + "diffusion eval-subject" + target + subject + eval_flags,
+                               (rdir / ("eval" + std::to_string(s) + ".log")).string(),
+                               "compare: evaluation of " + m + " at step " + std::to_string(s));
+        });
+        json row = e["result"];
+        row["seconds_per_step"] = summary["seconds_per_step"];
+        row["peak_rss_mb"] = summary["peak_rss_mb"];
+        row["trainable_params"] = summary["trainable_params"];
+        evals[m + " @" + std::to_string(s)].push_back(row);
+        std::cerr << "compare: subject " << index << ": " << m << " @" << s << ": subject fidelity "
+                  << row["subject_fidelity"] << ", prompt fidelity " << row["prompt_fidelity"] << std::endl;
+      }
+    }
+  }
+
+  // Means over subjects.
+  std::vector<Row> rows;
+  auto mean_row = [](const std::string& label, const std::vector<json>& v) {
+    Row r;
+    r.label = label;
+    r.n = static_cast<int64_t>(v.size());
+    for (const auto& j : v) {
+      r.subject += j["subject_fidelity"].get<double>() / r.n;
+      r.ncc += j["instance_ncc"].get<double>() / r.n;
+      if (j.contains("prompt_fidelity")) r.prompt += j["prompt_fidelity"].get<double>() / r.n;
+      if (j.contains("seconds_per_step")) {
+        r.seconds_per_step += j["seconds_per_step"].get<double>() / r.n;
+        r.rss = std::max(r.rss, j["peak_rss_mb"].get<double>());
+        r.params = j["trainable_params"].get<int64_t>();
+      }
+    }
+    return r;
+  };
+  rows.push_back(mean_row("base pipeline", evals["base pipeline"]));
+  for (const auto& m : o.methods)
+    for (int64_t s : o.steps) rows.push_back(mean_row(m + " @" + std::to_string(s), evals[m + " @" + std::to_string(s)]));
+  const Row floor = mean_row("other items", floors);
+
+  std::ostringstream md;
+  md << "Means over " << rows[0].n << " subjects (the first Fashion-MNIST test item of each class"
+     << (rows[0].n < 10 ? ", from t-shirt on" : "") << "). Subject fidelity: mean cosine of the evaluator's features between "
+     << "the subject's photos and " << o.n_base << " images for \"a photo of a large sks {class}\" (CLIP-I analogue). "
+     << "Instance NCC: best normalised cross-correlation of each image with a photo. Prompt fidelity: the share of "
+     << 6 * o.n_context << " images for six contextual prompts with the class and every attribute right (CLIP-T analogue). "
+     << o.eval_steps << " DDIM steps, guidance 5.\n\n"
+     << "| Method @ steps | Trainable params | Subject fidelity | Instance NCC | Prompt fidelity | s / step | Peak RSS (MB) |\n"
+     << "|---|---|---|---|---|---|---|\n";
+  char buf[320];
+  for (const auto& r : rows) {
+    if (r.params < 0)
+      std::snprintf(buf, sizeof buf, "| %s | 0 | %.3f | %.3f | %.1f%% | – | – |\n", r.label.c_str(), r.subject, r.ncc, 100 * r.prompt);
+    else
+      std::snprintf(buf, sizeof buf, "| %s | %lld | %.3f | %.3f | %.1f%% | %.3f | %.0f |\n", r.label.c_str(),
+                    static_cast<long long>(r.params), r.subject, r.ncc, 100 * r.prompt, r.seconds_per_step, r.rss);
+    md << buf;
+  }
+  std::snprintf(buf, sizeof buf, "| other test items of the class (real photos) | – | %.3f | %.3f | – | – | – |\n", floor.subject,
+                floor.ncc);
+  md << buf;
+  io::write_file_atomic((out / "table.md").string(), md.str());
+  io::write_file_atomic((out / "plot.svg").string(), svg_plot(rows, floor.subject));
+
+  // The picture: the first subject's photos, then per method (longest run) and the base pipeline,
+  // four images for the base prompt and two contextual prompts.
+  const Subject first{subject_views(test.images[first_subject][0]), test.labels[first_subject].item<int64_t>(), "sks"};
+  const std::vector<data::Prompt> context = diffusion::contextual_prompts(first.label, first.token);
+  const std::vector<std::string> prompts{first.instance_prompt(), context[3].text(), context[4].text()};
+  std::vector<torch::Tensor> grid_rows{torch::cat({first.views, torch::zeros({12 - first.views.size(0), 32, 32}, torch::kUInt8)})};
+  for (size_t i = 0; i <= o.methods.size(); ++i) {
+    const bool base = i == o.methods.size();
+    const fs::path rdir = out / ("subject" + std::to_string(first_subject)) / (base ? "" : o.methods[i]);
+    diffusion::Pipeline p = diffusion::Pipeline::load(!base && o.methods[i] == "full" ? (rdir / "pipeline").string() : o.model);
+    if (!base && o.methods[i] != "full") io::load_adapter((rdir / "adapter").string(), *p.unet);
+    std::vector<std::string> texts;
+    std::vector<uint64_t> seeds;
+    for (const auto& t : prompts)
+      for (uint64_t j = 0; j < 4; ++j) texts.push_back(t), seeds.push_back(j);
+    diffusion::SampleOptions so;
+    so.steps = o.eval_steps;
+    grid_rows.push_back(diffusion::to_uint8(diffusion::sample_images(p, texts, seeds, so)).squeeze(1));
+  }
+  io::write_png((out / "grid.png").string(), diffusion::image_grid(torch::cat(grid_rows).unsqueeze(1), 12));
+  std::string order = "subject photos";
+  for (const auto& m : o.methods) order += ", " + m;
+  json j = {{"table", (out / "table.md").string()}, {"plot", (out / "plot.svg").string()},
+            {"grid", (out / "grid.png").string()}, {"grid_rows", order + ", base pipeline"},
+            {"grid_columns", "4 x \"" + prompts[0] + "\", 4 x \"" + prompts[1] + "\", 4 x \"" + prompts[2] + "\""}};
+  io::write_file_atomic((out / "grid.json").string(), j.dump(2) + "\n");
+  std::cerr << "compare: wrote " << (out / "table.md").string() << ", plot.svg and grid.png\n";
+  std::cout << j.dump() << std::endl;
+}
+
+}  // namespace
+
+void setup_diffusion_compare(CLI::App* diffusion, Runners& runners) {
+  auto o = std::make_shared<DiffusionCompareCli>();
+  auto* cmd = diffusion->add_subcommand(
+      "compare",
+      "The paper's subject-driven comparison (Table 2) on this pipeline: every method fine-tunes on the same subjects\n"
+      "(the first Fashion-MNIST test item of each class) for the longest of --steps, saving the shorter lengths on the way,\n"
+      "and each run is measured by eval-subject. Writes OUT/table.md, OUT/plot.svg (subject vs prompt fidelity), OUT/grid.png\n"
+      "and every run's files; finished runs are reused when the same command runs again.\n"
+      "Budgets: gsoft and double_gsoft b=16, oft b=16, boft b=8 with 4 factors, lora r=16 (lr 1e-3); full lr 1e-4.\n"
+      "Example: gsoft diffusion compare --subjects 10 --steps 100 300 --out docs/diffusion/compare");
+  cmd->add_option("--model", o->model, "Pipeline directory")->capture_default_str()->check(CLI::ExistingDirectory);
+  cmd->add_option("--out", o->out, "Output directory")->capture_default_str();
+  cmd->add_option("--data", o->data, "Fashion-MNIST directory");
+  cmd->add_option("--subjects", o->subjects, "Subjects (classes t-shirt, trouser, ... in order)")->capture_default_str()
+      ->check(CLI::Range(1, 10));
+  cmd->add_option("--methods", o->methods, "Methods")->delimiter(',')->capture_default_str();
+  cmd->add_option("--steps", o->steps, "Training lengths")->capture_default_str();
+  cmd->add_option("--n-base", o->n_base, "Base-prompt images per evaluation")->capture_default_str();
+  cmd->add_option("--n", o->n_context, "Images per contextual prompt")->capture_default_str();
+  cmd->add_option("--eval-steps", o->eval_steps, "DDIM steps of the evaluations")->capture_default_str();
+  cmd->add_option("--num-class-images", o->class_images, "Class images for prior preservation")->capture_default_str();
+  runners.push_back({cmd, [o] { run_diffusion_compare(*o); }});
+}
+
+}  // namespace gsoft::cli
