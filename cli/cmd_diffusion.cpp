@@ -70,16 +70,8 @@ void run_sample(const SampleCli& o) {
     std::cerr << "sample: adapter " << o.adapter << " on " << r.adapted.size() << " modules\n";
   }
   std::vector<std::string> prompts;
-  std::vector<uint64_t> seeds;
-  for (size_t i = 0; i < o.prompts.size(); ++i)
-    for (int64_t j = 0; j < o.n; ++j) {
-      prompts.push_back(o.prompts[i]);
-      seeds.push_back(o.seed + i * static_cast<uint64_t>(o.n) + static_cast<uint64_t>(j));
-    }
-  diffusion::SampleOptions so;
-  so.steps = o.steps;
-  so.guidance = o.guidance;
-  so.batch_size = o.batch_size;
+  const std::vector<uint64_t> seeds = repeat_with_seeds(o.prompts, o.n, o.seed, prompts);
+  diffusion::SampleOptions so = sample_options(o.steps, o.guidance, o.batch_size);
   const auto total = static_cast<int64_t>(prompts.size());
   so.on_step = [&](int64_t done, int64_t step, int64_t steps) {
     if (step % 10 == 0 || step == steps)

@@ -39,19 +39,11 @@ void run_eval(const EvalCli& o) {
   diffusion::Pipeline p = diffusion::Pipeline::load(o.model);
   if (!o.adapter.empty()) io::load_adapter(o.adapter, *p.unet);
   std::vector<data::Prompt> prompts;
-  std::vector<std::string> texts;
-  std::vector<uint64_t> seeds;
   const std::vector<data::Prompt> base = diffusion::evaluation_prompts();
-  for (size_t i = 0; i < base.size(); ++i)
-    for (int64_t j = 0; j < o.n; ++j) {
-      prompts.push_back(base[i]);
-      texts.push_back(base[i].text());
-      seeds.push_back(o.seed + i * static_cast<uint64_t>(o.n) + static_cast<uint64_t>(j));
-    }
-  diffusion::SampleOptions so;
-  so.steps = o.steps;
-  so.guidance = o.guidance;
-  so.batch_size = o.batch_size;
+  const std::vector<uint64_t> seeds = repeat_with_seeds(base, o.n, o.seed, prompts);
+  std::vector<std::string> texts;
+  for (const auto& q : prompts) texts.push_back(q.text());
+  diffusion::SampleOptions so = sample_options(o.steps, o.guidance, o.batch_size);
   const auto total = static_cast<int64_t>(texts.size());
   const auto t0 = std::chrono::steady_clock::now();
   so.on_step = [&](int64_t done, int64_t step, int64_t steps) {

@@ -34,6 +34,28 @@ inline void write_image_png(const std::string& path, const torch::Tensor& images
   io::write_png(path, g);
 }
 
+// Each item n times, in order; copy j of item i gets the seed seed + i*n + j, so an image's seed
+// does not depend on what else is sampled.
+template <typename T>
+std::vector<uint64_t> repeat_with_seeds(const std::vector<T>& items, int64_t n, uint64_t seed, std::vector<T>& out) {
+  std::vector<uint64_t> seeds;
+  for (size_t i = 0; i < items.size(); ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      out.push_back(items[i]);
+      seeds.push_back(seed + i * static_cast<uint64_t>(n) + static_cast<uint64_t>(j));
+    }
+  return seeds;
+}
+
+// SampleOptions from a command's --steps, --guidance and --batch-size.
+inline diffusion::SampleOptions sample_options(int64_t steps, double guidance, int64_t batch_size) {
+  diffusion::SampleOptions so;
+  so.steps = steps;
+  so.guidance = guidance;
+  so.batch_size = batch_size;
+  return so;
+}
+
 inline std::string default_evaluator(const std::string& model_dir) {
   return (std::filesystem::path(model_dir) / "evaluator").string();
 }

@@ -118,14 +118,7 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
   const fs::path ckpt = out / "checkpoint.safetensors", log = out / "metrics.jsonl";
   DiffusionPretrainResult r;
   r.total_steps = o.max_steps;
-  int64_t step = 0;
-  if (o.resume && fs::exists(ckpt)) {
-    step = train_detail::load_run_state(ckpt.string(), state, optimizer, print).step;
-    train_detail::trim_metrics(log.string(), step);
-    if (cb.on_event) cb.on_event("resumed from step " + std::to_string(step) + " of " + std::to_string(o.max_steps));
-  } else {
-    fs::remove(log);
-  }
+  int64_t step = train_detail::start_or_resume(o.out_dir, o.resume, state, optimizer, print, o.max_steps, cb.on_event);
   r.start_step = r.end_step = step;
   const diffusion::NoiseSchedule schedule(p.scheduler);
   const int64_t T = p.scheduler.num_train_timesteps;

@@ -90,14 +90,7 @@ DreamBoothResult train_dreambooth(diffusion::Pipeline& p, const Subject& subject
   DreamBoothResult r;
   r.total_steps = o.max_steps;
   r.trainable_params = report.trainable_params;
-  int64_t step = 0;
-  if (o.resume && fs::exists(ckpt)) {
-    step = train_detail::load_run_state(ckpt.string(), state, optimizer, print).step;
-    train_detail::trim_metrics(log.string(), step);
-    if (cb.on_event) cb.on_event("resumed from step " + std::to_string(step) + " of " + std::to_string(o.max_steps));
-  } else {
-    fs::remove(log);
-  }
+  int64_t step = train_detail::start_or_resume(o.out_dir, o.resume, state, optimizer, print, o.max_steps, cb.on_event);
   r.start_step = r.end_step = step;
 
   // What the model is asked to draw: the frozen text encoder's states, computed once.

@@ -120,15 +120,8 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
   const fs::path ckpt = out / "checkpoint.safetensors", log = out / "metrics.jsonl";
   PretrainResult r;
   r.total_steps = o.max_steps;
-  int64_t step = 0;
-  if (o.resume && fs::exists(ckpt)) {
-    step = train_detail::load_run_state(ckpt.string(), params, optimizer, print).step;
-    train_detail::trim_metrics(log.string(), step);
-    if (cb.on_event) cb.on_event("resumed from step " + std::to_string(step) + " of " + std::to_string(o.max_steps));
-  } else {
-    torch::manual_seed(o.seed);
-    fs::remove(log);
-  }
+  int64_t step = train_detail::start_or_resume(o.out_dir, o.resume, params, optimizer, print, o.max_steps, cb.on_event);
+  if (step == 0) torch::manual_seed(o.seed);  // a resumed run has the checkpoint's RNG state
   r.start_step = r.end_step = step;
   const int64_t n = static_cast<int64_t>(seqs.size());
   const int64_t per_epoch = std::max<int64_t>(1, n / o.batch_size);  // full batches only
