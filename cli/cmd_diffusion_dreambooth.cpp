@@ -47,8 +47,7 @@ torch::Tensor class_images(diffusion::Pipeline& base, const std::string& model, 
     if (old == manifest) {
       std::vector<torch::Tensor> images;
       for (int64_t i = 0; i < count; ++i) {
-        const io::GrayImage g = io::read_png((fs::path(dir) / name(i)).string());
-        images.push_back(torch::tensor(std::vector<int64_t>(g.pixels.begin(), g.pixels.end())).to(torch::kUInt8).view({g.height, g.width}));
+        images.push_back(gray_tensor(io::read_png((fs::path(dir) / name(i)).string())));
       }
       std::cerr << "dreambooth: " << count << " class images from " << dir << "\n";
       return torch::stack(images);

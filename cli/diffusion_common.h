@@ -24,6 +24,11 @@ inline std::vector<data::Prompt> check_prompts(const std::vector<std::string>& p
   return out;
 }
 
+// A greyscale image as a (H, W) uint8 tensor.
+inline torch::Tensor gray_tensor(const io::GrayImage& g) {
+  return torch::tensor(std::vector<int64_t>(g.pixels.begin(), g.pixels.end())).to(torch::kUInt8).view({g.height, g.width});
+}
+
 // uint8 (N, 1, H, W) image i as a PNG.
 inline void write_image_png(const std::string& path, const torch::Tensor& images, int64_t i) {
   const torch::Tensor img = images[i][0].contiguous();

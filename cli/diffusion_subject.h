@@ -53,7 +53,7 @@ struct SubjectOptions {
       if (g.width != data::kSceneSide || g.height != data::kSceneSide)
         throw std::runtime_error(f + ": the subject photos must be 32x32, this one is " + std::to_string(g.width) + "x" +
                                  std::to_string(g.height));
-      v.push_back(torch::tensor(std::vector<int64_t>(g.pixels.begin(), g.pixels.end())).to(torch::kUInt8).view({32, 32}));
+      v.push_back(gray_tensor(g));
     }
     s.views = torch::stack(v);
     return s;

@@ -84,6 +84,15 @@ torch::Tensor NoiseSchedule::add_noise(const torch::Tensor& x0, const torch::Ten
   return a.sqrt() * x0 + (1.0 - a).sqrt() * noise;
 }
 
+NoiseSchedule::NoisyBatch NoiseSchedule::add_random_noise(const torch::Tensor& x0, uint64_t seed) const {
+  auto gen = at::detail::createCPUGenerator(seed);
+  NoisyBatch b;
+  b.noise = torch::randn(x0.sizes(), gen, x0.scalar_type());
+  b.timesteps = torch::randint(0, config_.num_train_timesteps, {x0.size(0)}, gen, torch::kLong);
+  b.noisy = add_noise(x0, b.noise, b.timesteps);
+  return b;
+}
+
 std::vector<int64_t> NoiseSchedule::ddim_timesteps(int64_t steps) const {
   GSOFT_CHECK(steps >= 1 && steps <= config_.num_train_timesteps, "DDIM steps must be in 1..",
               config_.num_train_timesteps, ", got ", steps);

@@ -121,7 +121,6 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
   int64_t step = train_detail::start_or_resume(o.out_dir, o.resume, state, optimizer, print, o.max_steps, cb.on_event);
   r.start_step = r.end_step = step;
   const diffusion::NoiseSchedule schedule(p.scheduler);
-  const int64_t T = p.scheduler.num_train_timesteps;
   const int64_t end = o.stop_at_step > 0 ? std::min(o.stop_at_step, o.max_steps) : o.max_steps;
   const int64_t warmup = std::min(o.warmup_steps, o.max_steps);
   auto save = [&](int64_t at) {
@@ -143,13 +142,10 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
   while (step < end) {
     const SceneBatch b = draw_scene_batch(items, o.batch_size, o.seed, step, o.small_probability, o.negative_probability,
                                           o.dropout);
-    auto gen = at::detail::createCPUGenerator(train_detail::step_seed(o.seed, step, 2));
-    const torch::Tensor x0 = diffusion::from_uint8(b.canvases).unsqueeze(1);
-    const torch::Tensor noise = torch::randn(x0.sizes(), gen, torch::kFloat32);
-    const torch::Tensor t = torch::randint(0, T, {o.batch_size}, gen, torch::kLong);
-    const torch::Tensor xt = schedule.add_noise(x0, noise, t);
-    const torch::Tensor pred = p.unet->forward(xt, t, p.encode_prompts(b.captions));
-    const torch::Tensor loss = torch::mse_loss(pred, noise);
+    const auto n = schedule.add_random_noise(diffusion::from_uint8(b.canvases).unsqueeze(1),
+                                             train_detail::step_seed(o.seed, step, 2));
+    const torch::Tensor pred = p.unet->forward(n.noisy, n.timesteps, p.encode_prompts(b.captions));
+    const torch::Tensor loss = torch::mse_loss(pred, n.noise);
     const double lv = loss.item<double>();
     train_detail::check_finite_loss(lv, step + 1, "diffusion pretraining", ckpt.string());
     optimizer.zero_grad();

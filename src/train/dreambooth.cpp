@@ -111,7 +111,7 @@ DreamBoothResult train_dreambooth(diffusion::Pipeline& p, const Subject& subject
     });
   };
   const diffusion::NoiseSchedule schedule(p.scheduler);
-  const int64_t T = p.scheduler.num_train_timesteps, b = o.batch_size;
+  const int64_t b = o.batch_size;
   p.unet->train();
   const auto t0 = std::chrono::steady_clock::now();
   while (step < o.max_steps) {
@@ -124,14 +124,12 @@ DreamBoothResult train_dreambooth(diffusion::Pipeline& p, const Subject& subject
       for (int64_t i = 0; i < b; ++i) cidx.push_back(static_cast<int64_t>(rng() % static_cast<uint64_t>(class_images.size(0))));
       images.push_back(class_images.index_select(0, torch::tensor(cidx)));
     }
-    const torch::Tensor x0 = diffusion::from_uint8(torch::cat(images)).unsqueeze(1);
-    auto gen = at::detail::createCPUGenerator(train_detail::step_seed(o.seed, step, 2));
-    const torch::Tensor noise = torch::randn(x0.sizes(), gen, torch::kFloat32);
-    const torch::Tensor t = torch::randint(0, T, {x0.size(0)}, gen, torch::kLong);
+    const auto n = schedule.add_random_noise(diffusion::from_uint8(torch::cat(images)).unsqueeze(1),
+                                             train_detail::step_seed(o.seed, step, 2));
     const torch::Tensor ctx = prior ? torch::cat({instance_ctx.expand({b, -1, -1}), class_ctx.expand({b, -1, -1})})
                                     : instance_ctx.expand({b, -1, -1});
     const torch::Tensor loss =
-        dreambooth_loss(p.unet->forward(schedule.add_noise(x0, noise, t), t, ctx), noise, b, o.prior_loss_weight);
+        dreambooth_loss(p.unet->forward(n.noisy, n.timesteps, ctx), n.noise, b, o.prior_loss_weight);
     const double lv = loss.item<double>();
     train_detail::check_finite_loss(lv, step + 1, "dreambooth", ckpt.string());
     optimizer.zero_grad();

@@ -7,6 +7,7 @@
 
 #include "gsoft/models/classifier.h"
 #include "gsoft/train/batching.h"
+#include "support/cli_output.h"
 #include "support/helpers.h"
 #include "support/tiny_model.h"
 
@@ -38,20 +39,8 @@ struct Fixture {
   }
 };
 
-std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
-  std::vector<nlohmann::json> out;
-  std::istringstream in(read_text(p));
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
-
-nlohmann::json last_json_line(const std::string& text) {
-  const size_t end = text.find_last_not_of('\n');
-  const size_t begin = text.rfind('\n', end);
-  return nlohmann::json::parse(text.substr(begin == std::string::npos ? 0 : begin + 1, end + 1 - (begin + 1)));
-}
+using gsoft::test::last_json_line;
+using gsoft::test::read_jsonl;
 
 TEST(TrainCommand, TrainsPredictsMergesAndAgrees) {
   Fixture f("cli_train");

@@ -180,6 +180,19 @@ std::string tiny_unet_config(bool linear_projection) {
       .dump(2);
 }
 
+// A one-layer BERT text encoder of width `hidden` for the tiny pipelines, without dropout.
+gsoft::EncoderConfig tiny_text_config(int64_t vocab_size, int64_t hidden) {
+  gsoft::EncoderConfig text;
+  text.vocab_size = vocab_size;
+  text.hidden_size = hidden;
+  text.num_hidden_layers = 1;
+  text.num_attention_heads = 2;
+  text.intermediate_size = 2 * hidden;
+  text.max_position_embeddings = 16;
+  text.hidden_dropout_prob = text.attention_probs_dropout_prob = 0;
+  return text;
+}
+
 // A pipeline directory as diffusers lays it out, with the reference's random UNet tensors.
 std::map<std::string, Tensor> write_tiny_pipeline(const fs::path& dir, bool linear_projection) {
   torch::manual_seed(3);
@@ -193,15 +206,9 @@ std::map<std::string, Tensor> write_tiny_pipeline(const fs::path& dir, bool line
   gsoft::io::write_file_atomic((dir / "unet" / "config.json").string(), tiny_unet_config(linear_projection));
   // The text encoder: a BertModel of width 12 with the scene tokenizer.
   const std::string tok = gsoft::data::scene_tokenizer_json({"sks"});
-  gsoft::EncoderConfig text;
-  text.vocab_size = 40;
-  text.hidden_size = 12;
-  text.num_hidden_layers = 1;
-  text.num_attention_heads = 2;
-  text.intermediate_size = 24;
-  text.max_position_embeddings = 16;
   gsoft::diffusion::Pipeline p =
-      gsoft::diffusion::Pipeline::create(gsoft::diffusion::UNetConfig::from_json(tiny_unet_config(linear_projection)), text,
+      gsoft::diffusion::Pipeline::create(gsoft::diffusion::UNetConfig::from_json(tiny_unet_config(linear_projection)),
+                                         tiny_text_config(40, 12),
                                          tok, gsoft::diffusion::SchedulerConfig{}, 10, 5);
   p.save((dir / "tmp").string());
   for (const char* part : {"text_encoder", "tokenizer", "scheduler"}) fs::rename(dir / "tmp" / part, dir / part);
@@ -435,15 +442,8 @@ gsoft::diffusion::Pipeline tiny_scene_pipeline(uint64_t seed) {
   u.cross_attention_dim = 16;
   u.norm_num_groups = 4;
   const std::string tok = gsoft::data::scene_tokenizer_json(gsoft::data::default_rare_tokens());
-  gsoft::EncoderConfig text;
-  text.vocab_size = gsoft::Tokenizer::from_json(tok).vocab_size();
-  text.hidden_size = 16;
-  text.num_hidden_layers = 1;
-  text.num_attention_heads = 2;
-  text.intermediate_size = 32;
-  text.max_position_embeddings = 16;
-  text.hidden_dropout_prob = text.attention_probs_dropout_prob = 0;
-  return gsoft::diffusion::Pipeline::create(u, text, tok, gsoft::diffusion::SchedulerConfig{}, 16, seed);
+  return gsoft::diffusion::Pipeline::create(u, tiny_text_config(gsoft::Tokenizer::from_json(tok).vocab_size(), 16), tok,
+                                            gsoft::diffusion::SchedulerConfig{}, 16, seed);
 }
 
 gsoft::data::ImageDataset random_items(int64_t n) {

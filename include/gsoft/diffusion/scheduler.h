@@ -49,6 +49,13 @@ class NoiseSchedule {
   // x0, noise (B, ...), timesteps (B) int64 in [0, T) -> x_t, in x0's dtype.
   torch::Tensor add_noise(const torch::Tensor& x0, const torch::Tensor& noise, const torch::Tensor& timesteps) const;
 
+  // The training input of one step: noise and uniform timesteps in [0, T) drawn from `seed` alone
+  // (so a resumed run draws the same), and x0 noised with them.
+  struct NoisyBatch {
+    torch::Tensor noise, timesteps, noisy;
+  };
+  NoisyBatch add_random_noise(const torch::Tensor& x0, uint64_t seed) const;
+
   // The DDIM timesteps for `steps` inference steps, from the noisiest. Throws unless 1 <= steps <= T.
   std::vector<int64_t> ddim_timesteps(int64_t steps) const;
   // One DDIM step (eta 0) from timestep t to t - T / steps, for a predicted noise `eps`. With
