@@ -9,7 +9,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 # libtorch runs on GCC's OpenMP runtime; clang's -fopenmp would load LLVM's as a second one. With
 # -fopenmp=libgomp clang links GCC's and compiles gsoft's own at::parallel_for loops serially.
 gomp=$(g++ -print-file-name=libgomp.so)
-cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ \
+cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DGSOFT_BUILD_PYTHON=OFF \
   -DGSOFT_FUZZ=ON -DGSOFT_BUILD_BENCH=OFF \
   -DOpenMP_CXX_FLAGS=-fopenmp=libgomp -DOpenMP_CXX_LIB_NAMES=gomp "-DOpenMP_gomp_LIBRARY=$gomp" "$@"
 cmake --build build-sanitize -j "$jobs"

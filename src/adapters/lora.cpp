@@ -19,7 +19,6 @@ class LoRAAdapter : public LinearAdapter {
     B_.requires_grad_(true);
   }
   Method method() const override { return Method::LoRA; }
-  NamedTensors named_parameters() const override { return {{"lora_A.weight", A_}, {"lora_B.weight", B_}}; }
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                         bool training) const override {
     namespace F = torch::nn::functional;
@@ -35,6 +34,10 @@ class LoRAAdapter : public LinearAdapter {
     torch::NoGradGuard g;
     return merged.to(torch::kFloat32) - scaling_ * torch::matmul(B_, A_);
   }
+
+
+ protected:
+  Slots slots() override { return {{"lora_A.weight", &A_}, {"lora_B.weight", &B_}}; }
 
  private:
   double scaling_, dropout_;

@@ -4,6 +4,33 @@
 
 namespace gsoft {
 
+NamedTensors LinearAdapter::named_parameters() const {
+  NamedTensors out;
+  // slots() hands out member addresses; reading through them does not change the adapter.
+  for (const auto& [name, t] : const_cast<LinearAdapter*>(this)->slots()) out.emplace_back(name, *t);
+  return out;
+}
+
+void LinearAdapter::set_parameter(const std::string& name, const torch::Tensor& tensor) {
+  std::vector<std::string> names;
+  for (auto& [slot, t] : slots()) {
+    if (slot != name) {
+      names.push_back(slot);
+      continue;
+    }
+    GSOFT_CHECK(tensor.defined() && tensor.sizes() == t->sizes(), to_string(method()), " adapter tensor '", name,
+                "': expected shape ", format_shape(t->sizes()), ", got ",
+                tensor.defined() ? format_shape(tensor.sizes()) : std::string("an undefined tensor"));
+    GSOFT_CHECK(tensor.is_floating_point(), to_string(method()), " adapter tensor '", name,
+                "': expected a floating-point tensor, got ", tensor.dtype().name());
+    *t = tensor;
+    return;
+  }
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  GSOFT_CHECK(false, to_string(method()), " adapter has no tensor '", name, "'; it has: ", list);
+}
+
 int64_t LinearAdapter::num_parameters() const {
   int64_t n = 0;
   for (const auto& [name, t] : named_parameters()) n += t.numel();

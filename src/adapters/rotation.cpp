@@ -91,17 +91,17 @@ class GSOFTAdapter : public RotationAdapter {
     if (c.scale) s_ = (c.init_weights ? torch::ones({out}) : 1 + 0.1 * torch::randn({out})).requires_grad_(true);
   }
   Method method() const override { return method_; }
-  NamedTensors named_parameters() const override {
-    NamedTensors p{{"gsoft_L", L_}, {"gsoft_R", R_}};
-    if (has_out_) {
-      p.emplace_back("gsoft_out_L", out_L_);
-      p.emplace_back("gsoft_out_R", out_R_);
-    }
-    if (s_.defined()) p.emplace_back("gsoft_s", s_);
-    return p;
-  }
 
  protected:
+  Slots slots() override {
+    Slots p{{"gsoft_L", &L_}, {"gsoft_R", &R_}};
+    if (has_out_) {
+      p.emplace_back("gsoft_out_L", &out_L_);
+      p.emplace_back("gsoft_out_R", &out_R_);
+    }
+    if (s_.defined()) p.emplace_back("gsoft_s", &s_);
+    return p;
+  }
   std::vector<torch::Tensor> in_blocks() const override {
     return {functional::orthogonal_blocks(R_, map_, terms_), functional::orthogonal_blocks(L_, map_, terms_)};
   }
@@ -134,9 +134,9 @@ class OFTAdapter : public RotationAdapter {
     flat_index_ = (idx[0] * b_ + idx[1]).contiguous();
   }
   Method method() const override { return Method::OFT; }
-  NamedTensors named_parameters() const override { return {{"oft_R.weight", R_}}; }
 
  protected:
+  Slots slots() override { return {{"oft_R.weight", &R_}}; }
   std::vector<torch::Tensor> in_blocks() const override {
     const int64_t k = R_.size(0);
     auto U = torch::zeros({k, b_ * b_}, R_.options()).index_copy(1, flat_index_, R_);
@@ -162,9 +162,9 @@ class BOFTAdapter : public RotationAdapter {
     s_ = (c.init_weights ? torch::ones({out, 1}) : 1 + 0.1 * torch::randn({out, 1})).requires_grad_(true);
   }
   Method method() const override { return Method::BOFT; }
-  NamedTensors named_parameters() const override { return {{"boft_R", R_}, {"boft_s", s_}}; }
 
  protected:
+  Slots slots() override { return {{"boft_R", &R_}, {"boft_s", &s_}}; }
   std::vector<torch::Tensor> in_blocks() const override {
     std::vector<torch::Tensor> blocks;
     for (int64_t i = R_.size(0) - 1; i >= 0; --i) blocks.push_back(functional::cayley(R_[i]));

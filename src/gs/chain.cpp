@@ -113,6 +113,19 @@ GSChain gs_orthogonal_chain(int64_t n, int64_t nblocks, Layout layout) {
   return GSChain::gs(p.inverse(), blocks, p, blocks, Permutation::identity(n));
 }
 
+GSChain butterfly_multiply_chain(const BlockDiagShape& w1, const BlockDiagShape& w2) {
+  GSOFT_CHECK(w1.nblocks >= 1 && w1.block_rows >= 1 && w1.block_cols >= 1 && w2.nblocks >= 1 && w2.block_rows >= 1 &&
+                  w2.block_cols >= 1,
+              "butterfly multiply: block shapes must be positive, got w1 ", format_shape(w1.tensor_shape()), " and w2 ",
+              format_shape(w2.tensor_shape()));
+  GSOFT_CHECK(w1.rows() == w2.cols(), "butterfly multiply: w1 (k, q, p) = ", format_shape(w1.tensor_shape()),
+              " gives k*q = ", w1.rows(), " features, but w2 (l, s, r) = ", format_shape(w2.tensor_shape()),
+              " takes l*r = ", w2.cols());
+  // Step 2 of METHOD.md 6.2: in2[l'*r + rho] = y[rho*l + l'] is P_(r, k*q); step 4 is P_(l, l*s).
+  return GSChain::gs(Permutation::perfect_shuffle(w2.nblocks, w2.rows()), w2,
+                     Permutation::perfect_shuffle(w2.block_cols, w1.rows()), w1, Permutation::identity(w1.cols()));
+}
+
 GSChain gs_shuffle_chain(int64_t n, int64_t nblocks, int64_t m) {
   GSOFT_CHECK(m >= 1, "GS chain: number of factors must be positive, got ", m);
   GSOFT_CHECK(nblocks >= 1 && n % nblocks == 0, "GS chain: n (", n,

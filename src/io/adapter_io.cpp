@@ -184,6 +184,15 @@ void save_adapter(const std::string& dir, torch::nn::Module& root, const Adapter
   if (config.method == Method::Full)
     for (const auto& p : root.named_parameters()) tensors[kPeftKeyPrefix + p.key()] = p.value().detach();
   GSOFT_CHECK(!tensors.empty(), "save_adapter: the model holds no adapter and no modules_to_save tensors");
+  write_adapter(dir, tensors, config);
+}
+
+void write_adapter(const std::string& dir, const std::map<std::string, torch::Tensor>& tensors,
+                   const AdapterConfig& config) {
+  config.validate();
+  for (const auto& [key, t] : tensors)
+    GSOFT_CHECK(key.rfind(kPeftKeyPrefix, 0) == 0, "write_adapter: tensor '", key, "' must start with '",
+                kPeftKeyPrefix, "'");
   fs::create_directories(dir);
   write_safetensors((fs::path(dir) / kAdapterModelFile).string(), tensors, {{"format", "pt"}});
   write_file_atomic((fs::path(dir) / kAdapterConfigFile).string(), adapter_config_to_json(config));

@@ -4,6 +4,7 @@
 
 #include "adapters/method_cases.h"
 #include "gsoft/adapters/adaptable_conv2d.h"
+#include "gsoft/adapters/adapter.h"
 #include "gsoft/adapters/adaptable_linear.h"
 #include "gsoft/adapters/inject.h"
 #include "gsoft/gs/functional.h"
@@ -14,6 +15,7 @@ using namespace gsoft;
 using gsoft::test::kIn;
 using gsoft::test::kOut;
 using gsoft::test::max_abs_diff;
+using gsoft::test::error_of;
 using gsoft::test::MethodCase;
 
 namespace {
@@ -114,6 +116,37 @@ TEST_P(AdapterMethod, SafeMergeRefusesNonFiniteAndLeavesWeight) {
   EXPECT_THROW(net.layer->merge(true), std::invalid_argument);
   EXPECT_FALSE(net.layer->merged());
   EXPECT_TRUE(torch::equal(net.layer->weight.detach(), w0));
+}
+
+TEST_P(AdapterMethod, SetParameterMakesTheGivenTensorTheOneThatIsTrained) {
+  auto cfg = GetParam().config;
+  if (cfg.method == Method::Full) GTEST_SKIP() << "full fine-tuning has no adapter";
+  cfg.init_weights = false;
+  auto adapter = make_linear_adapter(cfg, kIn, kOut, "layer");
+  auto weight = torch::randn({kOut, kIn});
+  auto x = torch::randn({5, kIn});
+  // Replace every tensor by an independent copy (as a Python nn.Parameter would be).
+  std::vector<torch::Tensor> owned;
+  for (const auto& [name, t] : adapter->named_parameters()) {
+    owned.push_back(t.detach().clone().requires_grad_(true));
+    adapter->set_parameter(name, owned.back());
+  }
+  adapter->forward(x, weight, {}, true).sum().backward();
+  const auto now = adapter->named_parameters();
+  for (size_t i = 0; i < owned.size(); ++i) {
+    EXPECT_TRUE(now[i].second.is_same(owned[i])) << now[i].first;
+    ASSERT_TRUE(owned[i].grad().defined()) << now[i].first;
+  }
+  // A changed value changes the output: forward reads the new tensors.
+  auto before = adapter->forward(x, weight, {}, false).detach();
+  {
+    torch::NoGradGuard g;
+    owned.front().add_(torch::randn_like(owned.front()));  // not a constant: the skew part of a block ignores one
+  }
+  EXPECT_GT(max_abs_diff(adapter->forward(x, weight, {}, false), before), 1e-4);
+  const auto name = now.front().first;
+  EXPECT_HAS(error_of([&] { adapter->set_parameter(name, torch::zeros({3})); }), "expected shape");
+  EXPECT_HAS(error_of([&] { adapter->set_parameter("no_such", owned.front()); }), "has no tensor 'no_such'; it has: " + name);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, AdapterMethod, ::testing::ValuesIn(gsoft::test::method_cases()),

@@ -8,6 +8,7 @@
 #include "support/helpers.h"
 
 using namespace gsoft;
+using gsoft::test::error_of;
 using gsoft::test::max_abs_diff;
 
 using gsoft::test::random_blocks;
@@ -99,6 +100,29 @@ TEST(GSChain, TransposedChainIsTheTranspose) {
   auto blocks = random_blocks(chain);
   std::vector<torch::Tensor> tb{blocks[1].transpose(1, 2), blocks[0].transpose(1, 2)};
   EXPECT_LT(max_abs_diff(functional::gs_dense(chain.transposed(), tb), functional::gs_dense(chain, blocks).t()), 1e-12);
+}
+
+TEST(GSChain, ButterflyMultiplyChainIsTheAuthorsRectangularProduct) {
+  // (w1, w2) shapes (k, q, p), (l, s, r) with k*q == l*r, square and rectangular.
+  const std::vector<std::pair<BlockDiagShape, BlockDiagShape>> cases{
+      {{4, 4, 4}, {4, 4, 4}}, {{3, 4, 2}, {2, 5, 6}}, {{6, 2, 3}, {4, 3, 3}}, {{1, 6, 5}, {3, 2, 2}}};
+  torch::manual_seed(5);
+  for (const auto& [s1, s2] : cases) {
+    auto w1 = torch::randn(s1.tensor_shape(), torch::kFloat64);
+    auto w2 = torch::randn(s2.tensor_shape(), torch::kFloat64);
+    auto x = torch::randn({7, s1.cols()}, torch::kFloat64);
+    const auto chain = butterfly_multiply_chain(s1, s2);
+    EXPECT_EQ(chain.in_features(), s1.cols());
+    EXPECT_EQ(chain.out_features(), s2.rows());
+    EXPECT_TRUE(torch::allclose(functional::gs_apply(chain, x, {w1, w2}),
+                                functional::reference_butterfly_multiply(x, w1, w2), 1e-12, 1e-12))
+        << chain.describe();
+  }
+  // Square blocks of one size: the official GSOFT chain with w1 = R, w2 = L.
+  const auto sq = butterfly_multiply_chain({4, 6, 6}, {4, 6, 6});
+  const auto gs = gs_orthogonal_chain(24, 4, Layout::Official);
+  EXPECT_EQ(sq.perms(), gs.perms());
+  EXPECT_HAS(error_of([] { butterfly_multiply_chain({3, 4, 2}, {5, 2, 2}); }), "gives k*q = 12 features");
 }
 
 TEST(GSChain, ErrorsNameExpectedAndActual) {

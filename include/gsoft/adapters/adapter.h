@@ -20,7 +20,11 @@ class LinearAdapter {
   virtual Method method() const = 0;
   // Trainable tensors with their names relative to the adapted module, in PEFT's spelling
   // ("gsoft_L", "boft_s", "lora_A.weight", "oft_R.weight").
-  virtual NamedTensors named_parameters() const = 0;
+  NamedTensors named_parameters() const;
+  // Makes `tensor` the adapter's tensor `name` (same shape; any floating dtype), so that a tensor
+  // owned elsewhere (a Python nn.Parameter) is the one forward() reads and gradients reach.
+  // Throws naming the tensor when the name or the shape does not match.
+  void set_parameter(const std::string& name, const torch::Tensor& tensor);
   // x: (..., in) -> (..., out), the adapted layer's output. `training` switches dropout.
   virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& weight,
                                 const torch::Tensor& bias, bool training) const = 0;
@@ -29,6 +33,11 @@ class LinearAdapter {
   // Inverse of merged_weight.
   virtual torch::Tensor unmerged_weight(const torch::Tensor& merged) const = 0;
   int64_t num_parameters() const;
+
+ protected:
+  // The adapter's tensor members by name: the one list behind named_parameters and set_parameter.
+  using Slots = std::vector<std::pair<std::string, torch::Tensor*>>;
+  virtual Slots slots() = 0;
 };
 
 // The names of the tensors an adapter of this config holds (as named_parameters() reports them).

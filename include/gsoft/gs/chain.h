@@ -81,6 +81,12 @@ class GSChain {
 // both factors, in the given layout.
 GSChain gs_orthogonal_chain(int64_t n, int64_t nblocks, Layout layout);
 
+// The authors' BlockdiagButterflyMultiply(x, w1, w2) as a chain, for rectangular blocks too:
+// w1 (k, q, p) applied first, w2 (l, s, r) second, k*q == l*r, and
+//   A = P_(l, l*s) · BD(w2) · P_(r, k*q) · BD(w1)
+// (METHOD.md 6.2). With square blocks of one size it is gs_orthogonal_chain(n, k, Official),
+// w1 = R and w2 = L.
+GSChain butterfly_multiply_chain(const BlockDiagShape& w1, const BlockDiagShape& w2);
 // Chain of m square-block factors, all with nblocks blocks of size n/nblocks, with the paper's
 // perfect shuffle P_(nblocks, n) between consecutive factors and identities at both ends
 // (Theorem 2's construction).

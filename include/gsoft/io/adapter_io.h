@@ -29,6 +29,11 @@ AdapterConfig adapter_config_from_json(const std::string& text, const std::strin
 // Writes the directory (created if needed). Each file is written atomically.
 void save_adapter(const std::string& dir, torch::nn::Module& root, const AdapterConfig& config);
 
+// Writes the directory from tensors already keyed as in the file ("base_model.model.<path>.<name>");
+// the config is validated first. What save_adapter and the Python module write through.
+void write_adapter(const std::string& dir, const std::map<std::string, torch::Tensor>& tensors,
+                   const AdapterConfig& config);
+
 struct LoadedAdapter {
   AdapterConfig config;
   std::map<std::string, torch::Tensor> tensors;  // keys as in the file
