@@ -6,6 +6,7 @@
 
 #include "adapter_options.h"
 #include "commands.h"
+#include "distributed.h"
 #include "gsoft/adapters/inject.h"
 #include "gsoft/core/runtime.h"
 #include "gsoft/io/atomic_file.h"
@@ -27,7 +28,9 @@ struct TrainCliOptions {
   TrainOptions train;
   std::string head = "huggingface";
   double head_dropout = -1;
+  double dropout = -1;
   int64_t max_len = 0;
+  DistCliOptions dist;
   bool no_resume = false;
   CLI::App* cmd = nullptr;
 };
@@ -41,6 +44,12 @@ data::Dataset read_or_explain(const std::string& path, const data::TableFormat& 
 }
 
 void run_train(TrainCliOptions& o) {
+  if (const auto status = launch_workers(o.dist)) {
+    if (*status != 0) throw ExitStatus{*status};
+    return;
+  }
+  const auto group = join_group(o.dist);
+  const bool main_rank = group->is_main();
   const ResolvedTask task = resolve_task(o.task);
   data::TableFormat fmt = task.format;
   const data::Dataset train = read_or_explain(task.train_file, fmt, "--train-file");
@@ -56,6 +65,7 @@ void run_train(TrainCliOptions& o) {
   copt.regression = train.regression;
   copt.head = o.head == "authors_glue" ? HeadKind::AuthorsGlue : HeadKind::HuggingFace;
   copt.head_dropout = o.head_dropout;
+  copt.dropout = o.dropout;
   LoadedClassifier clf = load_classifier(o.model, copt);
   if (!clf.missing.empty())
     std::cerr << "train: " << clf.missing.size() << " head tensors are not in the checkpoint and start from random: "
@@ -75,17 +85,28 @@ void run_train(TrainCliOptions& o) {
   TrainOptions topt = o.train;
   topt.out_dir = o.out;
   topt.resume = !o.no_resume;
-  fs::create_directories(o.out);
-  io::write_file_atomic((fs::path(o.out) / "run_config.json").string(), resolved_options(o.cmd).dump(2) + "\n");
-  std::cerr << "train: " << task.name << ", " << train.examples.size() << " training examples, "
+  topt.group = group.get();
+  if (main_rank) {
+    fs::create_directories(o.out);
+    io::write_file_atomic((fs::path(o.out) / "run_config.json").string(), resolved_options(o.cmd).dump(2) + "\n");
+  }
+  if (main_rank) std::cerr << "train: " << task.name << ", " << train.examples.size() << " training examples, "
             << data.eval.size() << " evaluation examples, " << train.num_labels() << (train.regression ? " output" : " classes")
             << ", max length " << max_len << "\n"
             << "train: " << to_string(adapter.method) << " on " << report.adapted.size() << " modules: "
             << report.trainable_params << " trainable parameters (" << report.adapter_params << " in adapters) of "
             << report.total_params << "\n";
 
-  const TrainCallbacks cb = console_callbacks("train", topt.log_every);
+  if (group->world_size() > 1 && main_rank)
+    std::cerr << "train: data parallel over " << group->world_size() << " ranks, " << o.train.batch_size
+              << " examples per global batch\n";
+  TrainCallbacks cb = console_callbacks("train", topt.log_every);
+  if (!main_rank) cb = TrainCallbacks{{}, {}, {}, cb.should_stop};  // one rank reports progress
   const TrainResult r = train_classifier(*clf.model, adapter, data, topt, cb);
+  if (!main_rank) {
+    if (r.interrupted) throw ExitStatus{130};
+    return;
+  }
 
   for (const char* dir : {"adapter", "best"})
     if (fs::exists(fs::path(o.out) / dir)) io::write_file_atomic((fs::path(o.out) / dir / "config.json").string(), clf.config_json);
@@ -97,7 +118,12 @@ void run_train(TrainCliOptions& o) {
   nlohmann::json summary = {{"task", task.name}, {"method", to_string(adapter.method)},
                             {"trainable_params", report.trainable_params}, {"adapter_params", report.adapter_params},
                             {"steps", r.end_step}, {"train_seconds", r.train_seconds},
-                            {"peak_rss_mb", peak_rss_mb()}, {"out", o.out}};
+                            {"peak_rss_mb", peak_rss_mb()}, {"out", o.out}, {"world_size", group->world_size()}};
+  if (group->world_size() > 1 && r.end_step > r.start_step) {
+    const auto steps = static_cast<double>(r.end_step - r.start_step);
+    summary["all_reduce_bytes_per_step"] = static_cast<double>(r.all_reduce_bytes) / steps;
+    summary["all_reduce_ms_per_step"] = 1000.0 * r.all_reduce_seconds / steps;
+  }
   if (r.best.step >= 0) summary["best"] = {{"step", r.best.step}, {"loss", r.best.loss}, {"metrics", r.best.metrics}};
   io::write_file_atomic((fs::path(o.out) / "summary.json").string(), summary.dump(2) + "\n");
   std::cout << summary.dump() << std::endl;
@@ -146,7 +172,11 @@ void setup_train(CLI::App& app, Runners& runners) {
                                      "(Linear-ReLU-Dropout-Linear on the first token)")
       ->capture_default_str()->check(CLI::IsMember({"huggingface", "authors_glue"}));
   cmd->add_option("--head-dropout", o->head_dropout, "Head dropout (default: the config's hidden_dropout_prob)");
+  cmd->add_option("--dropout", o->dropout, "Hidden and attention dropout of the encoder (default: the config's); 0 "
+                                           "makes runs exactly comparable, e.g. across --nproc")
+      ->check(CLI::Range(0.0, 0.999));
   cmd->add_flag("--no-resume", o->no_resume, "Start afresh even if RUN_DIR has a checkpoint");
+  add_dist_options(cmd, o->dist);
   runners.push_back({cmd, [o] { run_train(*o); }});
 }
 

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "distributed.h"
 #include "json_config.h"
 #include "gsoft/core/runtime.h"
 #include "gsoft/version.h"
@@ -28,6 +29,7 @@ int usage_error(const CLI::App& app, const std::string& msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  gsoft::cli::remember_invocation(argc, argv);
   CLI::App app{
       "gsoft: orthogonal fine-tuning with Group-and-Shuffle matrices (GSOFT, arXiv 2406.10019).\n"
       "Global options go before the command; run 'gsoft <command> --help' for its options.",

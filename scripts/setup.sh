@@ -13,6 +13,7 @@ PACKAGES=(
   libpng-dev            # PNG images of the diffusion tools
   dataset-fashion-mnist # the LipConvNet data (gzipped IDX, 30 MB)
   libgtest-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
+  libgloo-dev           # c10d's Gloo headers: data-parallel training (--nproc, docs/distributed.md)
   # The Python module (import gsoft): the same libtorch 1.13 as libtorch-dev, for Debian's python3
   python3-torch python3-dev pybind11-dev python3-pytest
 )

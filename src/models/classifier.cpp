@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "gsoft/core/error.h"
 #include "gsoft/io/adapter_io.h"
 #include "io/file_util.h"
 
@@ -48,6 +49,10 @@ LoadedClassifier load_classifier(const std::string& model_dir, const ClassifierO
   }
   c.num_labels = static_cast<int64_t>(c.label_names.size());
   if (c.problem_type.empty()) c.problem_type = c.num_labels == 1 ? "regression" : "single_label_classification";
+  if (o.dropout >= 0) {
+    GSOFT_CHECK(o.dropout < 1, "dropout must be in [0, 1), got ", o.dropout);
+    c.hidden_dropout_prob = c.attention_probs_dropout_prob = o.dropout;
+  }
   if (o.head) c.classifier_head = *o.head == HeadKind::AuthorsGlue ? "authors_glue" : "huggingface";
   const HeadKind head = c.classifier_head == "authors_glue" ? HeadKind::AuthorsGlue : HeadKind::HuggingFace;
 

@@ -11,6 +11,7 @@
 
 #include "gsoft/core/error.h"
 #include "gsoft/data/metrics.h"
+#include "gsoft/dist/group.h"
 #include "gsoft/io/adapter_io.h"
 #include "gsoft/io/atomic_file.h"
 #include "gsoft/models/encoder.h"
@@ -56,9 +57,21 @@ std::vector<ParamGroup> make_groups(SequenceClassifierImpl& model, const TrainOp
 }  // namespace
 
 EvalInfo evaluate_classifier(SequenceClassifierImpl& model, const std::vector<EncodedExample>& examples,
-                             const BatchOptions& batch, const std::vector<data::Metric>& metrics, int64_t batch_size) {
+                             const BatchOptions& batch, const std::vector<data::Metric>& metrics, int64_t batch_size,
+                             dist::Group* group) {
   GSOFT_CHECK(!examples.empty(), "evaluate: no examples");
-  const torch::Tensor logits = predict_logits(model, examples, batch_size, batch);
+  torch::Tensor logits;
+  if (group && group->world_size() > 1) {
+    const auto [b, e] = dist::shard_range(examples.size(), group->rank(), group->world_size());
+    const std::vector<EncodedExample> mine(examples.begin() + static_cast<std::ptrdiff_t>(b),
+                                           examples.begin() + static_cast<std::ptrdiff_t>(e));
+    // A rank whose share is empty still joins the gather, with no rows of the right width.
+    torch::Tensor local = !mine.empty() ? predict_logits(model, mine, batch_size, batch)
+                                        : predict_logits(model, {examples.front()}, 1, batch).narrow(0, 0, 0);
+    logits = group->all_gather_rows(local);
+  } else {
+    logits = predict_logits(model, examples, batch_size, batch);
+  }
   torch::Tensor labels;
   if (batch.regression) {
     std::vector<float> l;
@@ -87,7 +100,10 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
   GSOFT_CHECK(!data.train.empty(), "train: no training examples");
   GSOFT_CHECK(data.eval.empty() || !data.metrics.empty(), "train: evaluation data needs at least one metric");
   const fs::path out(o.out_dir);
-  fs::create_directories(out);
+  dist::Group solo(dist::DistOptions{});
+  dist::Group& group = o.group ? *o.group : solo;
+  const bool writer = group.is_main();  // rank 0 alone writes the run directory
+  if (writer) fs::create_directories(out);
 
   std::vector<ParamGroup> groups = make_groups(model, o);
   std::vector<torch::Tensor> trainable;
@@ -102,6 +118,8 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
   const int64_t epochs = (total + per_epoch - 1) / per_epoch;
   const int64_t warmup = o.warmup_steps >= 0 ? o.warmup_steps : static_cast<int64_t>(std::llround(o.warmup_ratio * total));
   const json print = fingerprint(o, data.train.size());
+  group.check_same("training options", print.dump());
+  group.check_same("adapter config", io::adapter_config_to_json(adapter));
 
   TrainResult result;
   result.total_steps = total;
@@ -115,15 +133,23 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
     best.step = b.value("step", int64_t{-1});
     best.loss = b.value("loss", 0.0);
     best.metrics = b.value("metrics", std::map<std::string, double>{});
-    train_detail::trim_metrics((out / kMetrics).string(), step);
+    if (writer) train_detail::trim_metrics((out / kMetrics).string(), step);
     if (cb.on_event) cb.on_event("resumed from step " + std::to_string(step) + " of " + std::to_string(total));
   } else {
     torch::manual_seed(o.seed);
-    if (fs::exists(out / kMetrics)) fs::remove(out / kMetrics);
+    if (writer && fs::exists(out / kMetrics)) fs::remove(out / kMetrics);
   }
+  group.check_same("starting step (each rank reads " + (out / kCheckpoint).string() +
+                       "; put --out on storage that every host can read)",
+                   std::to_string(step));
+  // Replicas start equal (a resumed run already is: every rank read the same checkpoint), and
+  // each rank draws its own dropout masks.
+  if (step == 0) group.broadcast(trainable);
+  if (group.world_size() > 1) torch::manual_seed(o.seed + 1000003 * static_cast<uint64_t>(group.rank() + 1) + static_cast<uint64_t>(step));
   result.start_step = result.end_step = step;
 
   auto save_checkpoint = [&](int64_t done) {
+    if (!writer) return;
     const json b = {{"step", best.step}, {"loss", best.loss}, {"metrics", best.metrics}};
     train_detail::save_run_state(ckpt.string(), by_name, optimizer, done, print, {{"best", b.dump()}});
     if (cb.on_event) cb.on_event("checkpoint at step " + std::to_string(done));
@@ -131,19 +157,20 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
 
   const std::string main_metric = data.metrics.empty() ? "" : data::to_string(data.metrics[0]);
   auto run_eval = [&](int64_t done) {
-    EvalInfo e = evaluate_classifier(model, data.eval, data.batch, data.metrics, std::max<int64_t>(o.batch_size, 32));
+    EvalInfo e = evaluate_classifier(model, data.eval, data.batch, data.metrics, std::max<int64_t>(o.batch_size, 32), &group);
     e.step = done;
     e.best = best.step < 0 || e.metrics.at(main_metric) > best.metrics.at(main_metric);
     json line = {{"type", "eval"}, {"step", done}, {"loss", e.loss}, {"best", e.best}};
     for (const auto& [k, v] : e.metrics) line[k] = v;
     if (e.best) {
       best = e;
-      io::replace_directory((out / "best").string(), [&](const std::string& dir) {
+      if (writer)
+        io::replace_directory((out / "best").string(), [&](const std::string& dir) {
         io::save_adapter(dir, model, adapter);
         io::write_file_atomic((fs::path(dir) / "eval.json").string(), line.dump(2) + "\n");
       });
     }
-    train_detail::append_jsonl((out / kMetrics).string(), line);
+    if (writer) train_detail::append_jsonl((out / kMetrics).string(), line);
     if (cb.on_eval) cb.on_eval(e);
   };
 
@@ -158,13 +185,26 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
     const size_t b0 = static_cast<size_t>(pos * o.batch_size);
     const std::vector<size_t> idx(order.begin() + static_cast<std::ptrdiff_t>(b0),
                                   order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), b0 + static_cast<size_t>(o.batch_size))));
-    const Batch batch = collate(data.train, idx, data.batch);
-    const torch::Tensor logits = model.forward(batch.input_ids, batch.attention_mask, batch.token_type_ids);
-    const torch::Tensor loss = sequence_classification_loss(logits, batch.labels);
-    const double lv = loss.item<double>();
-    train_detail::check_finite_loss(lv, step + 1, "training", ckpt.string());
+    // This rank's share of the global batch, its loss weighted by the share: the summed gradient
+    // is the gradient of the global batch's mean loss.
+    const auto [s0, s1] = dist::shard_range(idx.size(), group.rank(), group.world_size());
+    const double share = static_cast<double>(s1 - s0) / static_cast<double>(idx.size());
     optimizer.zero_grad();
-    loss.backward();
+    double lv = 0;
+    if (s1 > s0) {
+      const std::vector<size_t> mine(idx.begin() + static_cast<std::ptrdiff_t>(s0), idx.begin() + static_cast<std::ptrdiff_t>(s1));
+      const Batch batch = collate(data.train, mine, data.batch);
+      const torch::Tensor logits = model.forward(batch.input_ids, batch.attention_mask, batch.token_type_ids);
+      torch::Tensor loss = sequence_classification_loss(logits, batch.labels);
+      if (group.world_size() > 1) loss = loss * share;
+      lv = loss.item<double>();
+      loss.backward();
+    }
+    if (group.world_size() > 1) {
+      dist::all_reduce_gradients(group, trainable);
+      lv = group.all_reduce_values({lv})[0];
+    }
+    train_detail::check_finite_loss(lv, step + 1, "training", ckpt.string());
     const double norm = clip_grad_norm(trainable, o.max_grad_norm);
     const double factor = linear_schedule(step, warmup, total);
     optimizer.step(factor);
@@ -176,7 +216,7 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
     const int64_t taken = step - result.start_step;
     StepInfo info{step, total, epoch + 1, epochs, lv, o.lr * factor, norm, taken / std::max(elapsed, 1e-9), 0};
     info.eta_seconds = (total - step) / std::max(info.steps_per_second, 1e-9);
-    if (o.log_every > 0 && (step % o.log_every == 0 || step == total))
+    if (writer && o.log_every > 0 && (step % o.log_every == 0 || step == total))
       train_detail::append_jsonl((out / kMetrics).string(), {{"type", "train"}, {"step", step}, {"epoch", epoch + 1}, {"loss", lv},
                                     {"lr", info.lr}, {"grad_norm", norm}});
     if (cb.on_step) cb.on_step(info);
@@ -190,7 +230,9 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
       eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
       evaluated = true;
     }
-    const bool stop = cb.should_stop && cb.should_stop();
+    bool stop = cb.should_stop && cb.should_stop();
+    // Ctrl-C on any rank stops every rank after the same step.
+    if (group.world_size() > 1) stop = group.all_reduce_values({stop ? 1.0 : 0.0})[0] > 0;
     const bool ckpt_due = o.checkpoint_every > 0 ? step % o.checkpoint_every == 0 : evaluated;
     if (ckpt_due || step == total || stop) save_checkpoint(step);
     if (stop && step < total) {
@@ -199,8 +241,10 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
     }
   }
   result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() - eval_seconds;
-  if (!result.interrupted)
+  if (!result.interrupted && writer)
     io::replace_directory((out / "adapter").string(), [&](const std::string& dir) { io::save_adapter(dir, model, adapter); });
+  result.all_reduce_bytes = group.stats().all_reduce_bytes;
+  result.all_reduce_seconds = group.stats().all_reduce_seconds;
   return result;
 }
 

@@ -19,6 +19,7 @@ struct ClassifierOptions {
   bool regression = false;
   std::optional<HeadKind> head;  // default: the config's gsoft_classifier_head, else Hugging Face's
   double head_dropout = -1;      // < 0: hidden_dropout_prob
+  double dropout = -1;           // >= 0: the encoder's hidden and attention dropout instead of the config's
 };
 
 struct LoadedClassifier {

@@ -21,6 +21,9 @@
 namespace gsoft {
 
 class SequenceClassifierImpl;
+namespace dist {
+class Group;
+}
 
 struct TrainOptions {
   int64_t epochs = 3;
@@ -38,6 +41,10 @@ struct TrainOptions {
   uint64_t seed = 42;
   std::string out_dir;
   bool resume = true;            // continue from out_dir/checkpoint.safetensors when present
+  // Data-parallel training (not owned; null: this process alone). batch_size stays the global
+  // batch: each rank takes its contiguous share of every batch, gradients are summed across ranks,
+  // evaluation is sharded and gathered, and only rank 0 writes to out_dir.
+  dist::Group* group = nullptr;
 };
 
 struct TrainData {
@@ -71,6 +78,8 @@ struct TrainResult {
   std::vector<double> losses;  // the steps taken in this call
   EvalInfo best;               // step -1 without evaluation data
   double train_seconds = 0;    // this call's training steps, evaluation excluded
+  int64_t all_reduce_bytes = 0;   // gradient and loss bytes summed across ranks in this call (0 alone)
+  double all_reduce_seconds = 0;  // time spent in those collectives
 };
 
 // Throws std::runtime_error on a non-finite loss ("step N: loss is nan ..."), leaving the last
@@ -80,7 +89,9 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
                              const TrainOptions& options, const TrainCallbacks& callbacks = {});
 
 // Evaluates: mean loss and the metrics over `examples`.
+// With a group, each rank predicts its share and every rank gets the metrics of all `examples`.
 EvalInfo evaluate_classifier(SequenceClassifierImpl& model, const std::vector<EncodedExample>& examples,
-                             const BatchOptions& batch, const std::vector<data::Metric>& metrics, int64_t batch_size = 64);
+                             const BatchOptions& batch, const std::vector<data::Metric>& metrics, int64_t batch_size = 64,
+                             dist::Group* group = nullptr);
 
 }  // namespace gsoft

@@ -1,0 +1,92 @@
+#pragma once
+// Data-parallel training over processes and hosts with libtorch's own c10d: a TCPStore rendezvous
+// at the master's address and a ProcessGroupGloo (ProcessGroupNCCL where libtorch has CUDA; only
+// Gloo is tested here). Every rank runs the same program on its share of each global batch; the
+// gradients of the trainable tensors are summed across ranks, so each rank takes the same
+// optimiser step and the replicas stay identical.
+//
+// A Group of world size 1 communicates with no one: every call is a local no-op, so training code
+// calls the same functions with or without it.
+#include <torch/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace gsoft::dist {
+
+struct DistOptions {
+  std::string backend = "gloo";  // gloo or nccl
+  int64_t rank = 0;
+  int64_t world_size = 1;
+  std::string master_addr = "127.0.0.1";
+  int64_t master_port = 29500;
+  // How long a collective, or the rendezvous, waits for the other ranks before it fails.
+  std::chrono::milliseconds timeout{std::chrono::seconds(60)};
+
+  // RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT as torchrun sets them; world size 1 when
+  // WORLD_SIZE is unset. Throws naming the variable when one is set but malformed.
+  static DistOptions from_env();
+  // Throws std::invalid_argument naming the field and its value.
+  void validate() const;
+};
+
+// Byte and time totals of the collectives a Group ran (for the benchmarks and the logs).
+struct CommStats {
+  int64_t all_reduce_calls = 0;
+  int64_t all_reduce_bytes = 0;
+  double all_reduce_seconds = 0;
+};
+
+class Group {
+ public:
+  // Joins the group: rank 0 hosts the store; every rank waits (up to the timeout) for all. A port
+  // in use, an unreachable master or a timeout is a std::runtime_error naming the address.
+  explicit Group(const DistOptions& options);
+  ~Group();
+  Group(const Group&) = delete;
+  Group& operator=(const Group&) = delete;
+
+  int64_t rank() const { return options_.rank; }
+  int64_t world_size() const { return options_.world_size; }
+  bool is_main() const { return options_.rank == 0; }
+  const DistOptions& options() const { return options_; }
+
+  // Sums each tensor over the ranks, in place. Tensors are flattened into buckets of at most
+  // bucket_bytes per collective, so many small adapter tensors cost few messages.
+  void all_reduce_sum(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes = 25 << 20);
+  // The sum over ranks of each value.
+  std::vector<double> all_reduce_values(const std::vector<double>& values);
+  // Copies rank `root`'s tensors into every rank's, in place.
+  void broadcast(const std::vector<torch::Tensor>& tensors, int64_t root = 0);
+  // The rows of every rank's `t` concatenated in rank order; dim 0 may differ between ranks, the
+  // other dims and the dtype may not.
+  torch::Tensor all_gather_rows(const torch::Tensor& t);
+  // Throws std::invalid_argument on every rank when some rank's `value` differs from rank 0's,
+  // naming `what`, that rank and both values: options that must agree between ranks.
+  void check_same(const std::string& what, const std::string& value);
+  void barrier();
+
+  const CommStats& stats() const { return stats_; }
+
+ private:
+  struct Impl;
+  DistOptions options_;
+  std::unique_ptr<Impl> impl_;
+  CommStats stats_;
+};
+
+// Sums the gradients of `params` over the ranks, in place, so every rank holds the gradient of the
+// global batch. A tensor whose gradient is undefined on every rank stays undefined (as in one
+// process, where the optimiser then skips it); one defined on some ranks only counts as zero on
+// the others.
+void all_reduce_gradients(Group& group, const std::vector<torch::Tensor>& params);
+
+// The [begin, end) slice of n items that `rank` of `world` takes: contiguous, in rank order, sizes
+// differing by at most one, so the slices of all ranks are the n items in their order.
+std::pair<size_t, size_t> shard_range(size_t n, int64_t rank, int64_t world);
+
+}  // namespace gsoft::dist
