@@ -39,21 +39,12 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
-struct Fixture {
-  fs::path dir, model, train, dev;
+// 37 evaluation rows: uneven evaluation shards.
+struct Fixture : gsoft::test::TinyTrainDir {
   std::string cli = GSOFT_CLI_PATH;
-  explicit Fixture(const std::string& name) {
-    dir = gsoft::test::scratch_dir(name);
-    model = dir / "model";
-    train = dir / "train.csv";
-    dev = dir / "dev.csv";
-    gsoft::test::write_tiny_bert(model);
-    gsoft::test::write_sentiment_csv(train, 200, 1);
-    gsoft::test::write_sentiment_csv(dev, 37, 2);  // an odd count: uneven evaluation shards
-  }
+  explicit Fixture(const std::string& name) : TinyTrainDir(name, 200, 37) {}
   std::string train_args(const fs::path& out, const std::string& extra) const {
-    return "train --model " + model.string() + " --train-file " + train.string() + " --eval-file " + dev.string() +
-           " --out " + out.string() + " " + extra;
+    return TinyTrainDir::train_args(out.string()) + " " + extra;
   }
   // Starts `command` in the background with its output in `log`; returns the pid of the gsoft
   // process itself.

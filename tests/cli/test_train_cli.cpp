@@ -18,25 +18,12 @@ namespace fs = std::filesystem;
 using gsoft::test::read_text;
 using gsoft::test::run_command;
 
-struct Fixture {
-  fs::path dir, model, train, dev, log;
+struct Fixture : gsoft::test::TinyTrainDir {
+  fs::path log;
   std::string cli = GSOFT_CLI_PATH;
-  explicit Fixture(const std::string& name) {
-    dir = gsoft::test::scratch_dir(name);
-    model = dir / "model";
-    train = dir / "train.csv";
-    dev = dir / "dev.csv";
-    log = dir / "log.txt";
-    gsoft::test::write_tiny_bert(model);
-    gsoft::test::write_sentiment_csv(train, 240, 1);
-    gsoft::test::write_sentiment_csv(dev, 80, 2);
-  }
+  explicit Fixture(const std::string& name) : TinyTrainDir(name, 240, 80), log(dir / "log.txt") {}
   int run(const std::string& args) { return run_command(cli + " --threads 2 " + args, log); }
   std::string output() const { return read_text(log); }
-  std::string train_args(const std::string& out) const {
-    return "train --model " + model.string() + " --train-file " + train.string() + " --eval-file " + dev.string() +
-           " --out " + out;
-  }
 };
 
 using gsoft::test::last_json_line;

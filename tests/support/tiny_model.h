@@ -106,4 +106,24 @@ inline void write_sentiment_csv(const std::filesystem::path& path, int rows, uin
   write_text(path, out);
 }
 
+// A scratch directory holding a tiny BERT checkpoint (model/) and sentiment train.csv / dev.csv:
+// the command-line tests' training run.
+struct TinyTrainDir {
+  std::filesystem::path dir, model, train, dev;
+  TinyTrainDir(const std::string& name, int train_rows, int dev_rows) {
+    dir = scratch_dir(name);
+    model = dir / "model";
+    train = dir / "train.csv";
+    dev = dir / "dev.csv";
+    write_tiny_bert(model);
+    write_sentiment_csv(train, train_rows, 1);
+    write_sentiment_csv(dev, dev_rows, 2);
+  }
+  // "train --model ... --train-file ... --eval-file ... --out OUT"
+  std::string train_args(const std::string& out) const {
+    return "train --model " + model.string() + " --train-file " + train.string() + " --eval-file " + dev.string() +
+           " --out " + out;
+  }
+};
+
 }  // namespace gsoft::test
