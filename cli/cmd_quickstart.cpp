@@ -7,6 +7,7 @@
 
 #include "adapter_options.h"
 #include "commands.h"
+#include "distributed.h"
 #include "polarity.h"
 #include "gsoft/adapters/inject.h"
 #include "gsoft/core/runtime.h"
@@ -29,11 +30,18 @@ struct QuickstartOptions {
   AdapterOptions adapter;
   TrainOptions train;
   bool from_scratch = false;
+  DistCliOptions dist;
 };
 
 void run_quickstart(QuickstartOptions& o) {
+  if (const auto status = launch_workers(o.dist)) {
+    if (*status != 0) throw ExitStatus{*status};
+    return;
+  }
+  const auto group = join_group(o.dist);
   const data::Split split = read_polarity_split(o.data);
-  std::cerr << "quickstart: polarity sentences: " << split.train.examples.size() << " train, " << split.dev.examples.size()
+  if (group->is_main())
+    std::cerr << "quickstart: polarity sentences: " << split.train.examples.size() << " train, " << split.dev.examples.size()
             << " dev, " << split.test.examples.size() << " test (within each class, k % 10 == 0 test, 1 dev)\n";
 
   ClassifierOptions copt;
@@ -43,7 +51,8 @@ void run_quickstart(QuickstartOptions& o) {
   AdapterConfig adapter = to_adapter_config(o.adapter);
   train_missing_modules(adapter, clf.missing);
   const InjectionReport report = inject_adapters(*clf.model, adapter);
-  std::cerr << "quickstart: " << (o.from_scratch ? "randomly initialised " : "pretrained ") << o.model << ", "
+  if (group->is_main())
+    std::cerr << "quickstart: " << (o.from_scratch ? "randomly initialised " : "pretrained ") << o.model << ", "
             << to_string(adapter.method) << ": " << report.trainable_params << " trainable of " << report.total_params
             << " parameters\n";
 
@@ -55,8 +64,13 @@ void run_quickstart(QuickstartOptions& o) {
   d.metrics = {data::Metric::Accuracy};
   TrainOptions t = o.train;
   t.out_dir = o.out;
-  const TrainCallbacks cb = console_callbacks("quickstart", t.log_every);
+  t.group = group.get();
+  const TrainCallbacks cb = callbacks_for_rank(*group, console_callbacks("quickstart", t.log_every));
   const TrainResult r = train_classifier(*clf.model, adapter, d, t, cb);
+  if (!group->is_main()) {  // rank 0 tests, merges and reports
+    if (r.interrupted) throw ExitStatus{130};
+    return;
+  }
   if (r.interrupted) {
     std::cerr << "quickstart: interrupted at step " << r.end_step << "; checkpoint saved. Run the same command with "
                  "--resume to continue.\n";
@@ -125,6 +139,7 @@ void setup_quickstart(CLI::App& app, Runners& runners) {
   cmd->add_option("--log-every", o->train.log_every, "Progress line every N steps")->capture_default_str();
   cmd->add_flag("--resume", o->train.resume, "Continue an interrupted run from OUT/checkpoint.safetensors (default: start afresh)");
   cmd->add_flag("--from-scratch", o->from_scratch, "Start from random weights (the baseline: use with --method full)");
+  add_dist_options(cmd, o->dist);
   runners.push_back({cmd, [o] { run_quickstart(*o); }});
 }
 

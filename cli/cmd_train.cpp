@@ -100,8 +100,7 @@ void run_train(TrainCliOptions& o) {
   if (group->world_size() > 1 && main_rank)
     std::cerr << "train: data parallel over " << group->world_size() << " ranks, " << o.train.batch_size
               << " examples per global batch\n";
-  TrainCallbacks cb = console_callbacks("train", topt.log_every);
-  if (!main_rank) cb = TrainCallbacks{{}, {}, {}, cb.should_stop};  // one rank reports progress
+  const TrainCallbacks cb = callbacks_for_rank(*group, console_callbacks("train", topt.log_every));
   const TrainResult r = train_classifier(*clf.model, adapter, data, topt, cb);
   if (!main_rank) {
     if (r.interrupted) throw ExitStatus{130};

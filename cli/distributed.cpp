@@ -169,6 +169,13 @@ std::optional<int> launch_workers(const DistCliOptions& o) {
   return worst;
 }
 
+TrainCallbacks callbacks_for_rank(const dist::Group& group, const TrainCallbacks& console) {
+  if (group.is_main()) return console;
+  TrainCallbacks quiet;
+  quiet.should_stop = console.should_stop;
+  return quiet;
+}
+
 std::unique_ptr<dist::Group> join_group(const DistCliOptions& o) {
   dist::DistOptions d;
   if (is_worker()) d = dist::DistOptions::from_env();

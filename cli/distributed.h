@@ -13,6 +13,7 @@
 #include <string>
 
 #include "gsoft/dist/group.h"
+#include "gsoft/train/trainer.h"
 
 namespace gsoft::cli {
 
@@ -39,5 +40,9 @@ std::optional<int> launch_workers(const DistCliOptions& o);
 // The group this process trains in: from the launcher's or torchrun's environment variables, or a
 // group of one.
 std::unique_ptr<dist::Group> join_group(const DistCliOptions& o);
+
+// Rank 0 keeps `console` (progress lines, evaluations, events); the other ranks keep only its stop
+// request, so one rank reports.
+TrainCallbacks callbacks_for_rank(const dist::Group& group, const TrainCallbacks& console);
 
 }  // namespace gsoft::cli
