@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "distributed.h"
 #include "gsoft/core/error.h"
 #include "gsoft/core/runtime.h"
 #include "gsoft/io/atomic_file.h"
@@ -67,24 +68,36 @@ struct TrainCli {
   LipConvTrainOptions train;
   int64_t log_every = 50;
   bool no_resume = false;
+  DistCliOptions dist;
   CLI::App* cmd = nullptr;
 };
 
 void run_train(TrainCli& o) {
+  if (const auto status = launch_workers(o.dist)) {
+    if (*status != 0) throw ExitStatus{*status};
+    return;
+  }
+  const auto group = join_group(o.dist);
+  const bool main_rank = group->is_main();
   const data::ImageDataset train = o.data.load(true), test = o.data.load(false);
-  std::cerr << "lipconv: " << o.data.dataset << ": " << train.size() << " training and " << test.size()
+  if (main_rank)
+    std::cerr << "lipconv: " << o.data.dataset << ": " << train.size() << " training and " << test.size()
             << " test images of " << gsoft::format_shape(train.images.sizes().slice(1)) << "\n";
   const conv::LipConvNetOptions arch = o.arch.to_options(train.images.size(1), train.images.size(2), train.num_classes);
   torch::manual_seed(o.train.seed);
   conv::LipConvNet net(arch);
-  std::cerr << "lipconv: LipConvNet-" << arch.depth() << " " << arch.describe() << ", "
+  if (main_rank)
+    std::cerr << "lipconv: LipConvNet-" << arch.depth() << " " << arch.describe() << ", "
             << conv::count_trainable_parameters(*net) << " parameters\n";
   LipConvTrainOptions t = o.train;
   t.eps = o.data.radii();
   t.resume = !o.no_resume;
-  fs::create_directories(t.out_dir);
-  io::write_file_atomic((fs::path(t.out_dir) / "run_config.json").string(), resolved_options(o.cmd).dump(2) + "\n");
-  const TrainCallbacks cb = console_callbacks("lipconv", o.log_every);
+  t.group = group.get();
+  if (main_rank) {
+    fs::create_directories(t.out_dir);
+    io::write_file_atomic((fs::path(t.out_dir) / "run_config.json").string(), resolved_options(o.cmd).dump(2) + "\n");
+  }
+  const TrainCallbacks cb = callbacks_for_rank(*group, console_callbacks("lipconv", o.log_every));
   auto on_epoch = [&](const LipConvEpoch& e) {
     std::cerr << "epoch " << e.epoch << "/" << t.epochs << ": train loss " << e.train_loss << ", accuracy "
               << e.train_accuracy << " | test accuracy " << e.test.accuracy;
@@ -93,7 +106,12 @@ void run_train(TrainCli& o) {
     std::cerr << " | mean certificate " << e.test.mean_certificate << " | " << format_duration(e.train_seconds)
               << " training, " << format_duration(e.eval_seconds) << " certifying" << std::endl;
   };
-  const LipConvResult r = train_lipconvnet(*net, train, test, t, cb, on_epoch);
+  const LipConvResult r = train_lipconvnet(*net, train, test, t, cb,
+                                           main_rank ? std::function<void(const LipConvEpoch&)>(on_epoch) : nullptr);
+  if (!main_rank) {  // rank 0 reports
+    if (r.interrupted) throw ExitStatus{130};
+    return;
+  }
   if (r.interrupted) {
     std::cerr << "lipconv: interrupted at step " << r.end_step << "; checkpoint saved. Run the same command to resume.\n";
     throw ExitStatus{130};
@@ -188,6 +206,7 @@ void setup_lipconv(CLI::App& app, Runners& runners) {
   train->add_option("--out", t->train.out_dir, "Run directory")->required();
   train->add_option("--log-every", t->log_every, "Progress line every N steps")->capture_default_str();
   train->add_flag("--no-resume", t->no_resume, "Start afresh even if RUN_DIR has a checkpoint");
+  add_dist_options(train, t->dist);
   runners.push_back({train, [t] { run_train(*t); }});
 
   auto e = std::make_shared<EvalCli>();

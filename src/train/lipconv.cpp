@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "gsoft/core/error.h"
+#include "gsoft/dist/group.h"
 #include "gsoft/io/atomic_file.h"
 #include "gsoft/io/safetensors.h"
 #include "gsoft/train/optim.h"
@@ -55,15 +56,27 @@ double input_lipschitz(const data::ImageDataset& d) {
 }
 
 conv::CertifiedAccuracy evaluate_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& test, const std::vector<double>& eps,
-                                            int64_t batch_size) {
+                                            int64_t batch_size, dist::Group* group) {
   torch::NoGradGuard g;
   const bool was_training = net.is_training();
   net.eval();
   conv::CertificateMeter meter(eps, input_lipschitz(test));
-  for (int64_t i = 0; i < test.size(); i += batch_size) {
-    const int64_t n = std::min(batch_size, test.size() - i);
-    const torch::Tensor x = data::normalize_images(test.images.narrow(0, i, n), test.mean, test.std);
-    meter.add(net.forward(x), test.labels.narrow(0, i, n));
+  if (group && group->world_size() > 1) {
+    // Each rank certifies its share; the gathered logits are the whole test set in order.
+    const auto [b, e] = dist::shard_range(static_cast<size_t>(test.size()), group->rank(), group->world_size());
+    std::vector<torch::Tensor> parts;
+    for (auto i = static_cast<int64_t>(b); i < static_cast<int64_t>(e); i += batch_size) {
+      const int64_t n = std::min(batch_size, static_cast<int64_t>(e) - i);
+      parts.push_back(net.forward(data::normalize_images(test.images.narrow(0, i, n), test.mean, test.std)));
+    }
+    const torch::Tensor local = parts.empty() ? torch::zeros({0, net.options.num_classes()}) : torch::cat(parts);
+    meter.add(group->all_gather_rows(local), test.labels);
+  } else {
+    for (int64_t i = 0; i < test.size(); i += batch_size) {
+      const int64_t n = std::min(batch_size, test.size() - i);
+      const torch::Tensor x = data::normalize_images(test.images.narrow(0, i, n), test.mean, test.std);
+      meter.add(net.forward(x), test.labels.narrow(0, i, n));
+    }
   }
   net.train(was_training);
   return meter.result();
@@ -131,7 +144,10 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
               "lipconv train: images are ", format_shape(train.images.sizes().slice(1)), ", the network expects (",
               net.options.in_channels(), ", ", net.options.input_size(), ", ", net.options.input_size(), ")");
   const fs::path out(o.out_dir);
-  fs::create_directories(out);
+  dist::Group solo(dist::DistOptions{});
+  dist::Group& group = o.group ? *o.group : solo;
+  const bool writer = group.is_main();  // rank 0 alone writes the run directory
+  if (writer) fs::create_directories(out);
   const fs::path ckpt = out / "checkpoint.safetensors", log = out / "metrics.jsonl";
   const int64_t n = train.size(), per_epoch = (n + o.batch_size - 1) / o.batch_size;
   const int64_t total = o.epochs * per_epoch;
@@ -139,8 +155,10 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
   const json print = {{"architecture", architecture(net.options)}, {"epochs", o.epochs}, {"batch_size", o.batch_size},
                       {"lr", o.lr}, {"momentum", o.momentum}, {"weight_decay", o.weight_decay},
                       {"crop_padding", o.crop_padding}, {"flip", o.flip}, {"seed", o.seed}, {"train_examples", n}};
+  group.check_same("training options", print.dump());
   std::vector<std::pair<std::string, torch::Tensor>> params;
-  for (const auto& p : net.named_parameters()) params.emplace_back(p.key(), p.value());
+  std::vector<torch::Tensor> trainable;
+  for (const auto& p : net.named_parameters()) params.emplace_back(p.key(), p.value()), trainable.push_back(p.value());
   SGD sgd(params, SGDOptions{o.lr, o.momentum, o.weight_decay});
   const auto tensors = state_tensors(net);
   LipConvResult r;
@@ -150,12 +168,20 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
     const auto s = train_detail::load_run_state(ckpt.string(), tensors, sgd, print);
     step = s.step;
     if (s.metadata.count("best_robust")) best = std::stod(s.metadata.at("best_robust"));
-    train_detail::trim_metrics(log.string(), step);
+    if (writer) train_detail::trim_metrics(log.string(), step);
     if (cb.on_event) cb.on_event("resumed from step " + std::to_string(step) + " of " + std::to_string(total));
-  } else {
+  } else if (writer) {
     fs::remove(log);
   }
+  group.check_same("starting step (each rank reads " + ckpt.string() + "; put --out on storage that every host can read)",
+                   std::to_string(step));
+  if (step == 0) {  // replicas start equal: weights and the power-iteration state
+    std::vector<torch::Tensor> state;
+    for (const auto& [k, v] : tensors) state.push_back(v);
+    group.broadcast(state);
+  }
   auto save = [&](int64_t at) {
+    if (!writer) return;
     train_detail::save_run_state(ckpt.string(), tensors, sgd, at, print, {{"best_robust", std::to_string(best)}});
   };
   r.start_step = r.end_step = step;
@@ -180,27 +206,42 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
     torch::Tensor images = train.images.index_select(0, idx);
     if (o.crop_padding > 0 || o.flip)
       images = data::augment_images(images, o.crop_padding, o.flip, o.seed * 1000003ull + static_cast<uint64_t>(step));
-    const torch::Tensor x = data::normalize_images(images, train.mean, train.std);
-    const torch::Tensor y = train.labels.index_select(0, idx);
-    const torch::Tensor logits = net.forward(x);
-    const torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
-    const double lv = loss.item<double>();
-    train_detail::check_finite_loss(lv, step + 1, "training", ckpt.string());
+    torch::Tensor x = data::normalize_images(images, train.mean, train.std);
+    torch::Tensor y = train.labels.index_select(0, idx);
+    // The global batch is augmented as one, so each rank's share is what one process would see.
+    const auto [s0, s1] = dist::shard_range(static_cast<size_t>(bn), group.rank(), group.world_size());
+    x = x.narrow(0, static_cast<int64_t>(s0), static_cast<int64_t>(s1 - s0));
+    y = y.narrow(0, static_cast<int64_t>(s0), static_cast<int64_t>(s1 - s0));
     sgd.zero_grad();
-    loss.backward();
+    double lv = 0, right = 0;
+    if (s1 > s0) {
+      const torch::Tensor logits = net.forward(x);
+      torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
+      if (group.world_size() > 1) loss = loss * (static_cast<double>(s1 - s0) / static_cast<double>(bn));
+      lv = loss.item<double>();
+      right = static_cast<double>(logits.argmax(1).eq(y).sum().item<int64_t>());
+      loss.backward();
+    }
+    if (group.world_size() > 1) {
+      dist::all_reduce_gradients(group, trainable);
+      const auto sums = group.all_reduce_values({lv, right});
+      lv = sums[0], right = sums[1];
+    }
+    train_detail::check_finite_loss(lv, step + 1, "training", ckpt.string());
     const double factor = multistep_schedule(step, total, milestones, 0.1);
     sgd.step(factor);
     ++step;
     r.end_step = step;
     loss_sum += lv * static_cast<double>(bn);
-    correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+    correct += static_cast<int64_t>(right);
     seen += bn;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     StepInfo info{step, total, epoch + 1, o.epochs, lv, o.lr * factor, 0,
                   static_cast<double>(step - r.start_step) / std::max(elapsed, 1e-9), 0};
     info.eta_seconds = static_cast<double>(stop_at - step) / std::max(info.steps_per_second, 1e-9);
     if (cb.on_step) cb.on_step(info);
-    const bool stop = cb.should_stop && cb.should_stop();
+    bool stop = cb.should_stop && cb.should_stop();
+    if (group.world_size() > 1) stop = group.all_reduce_values({stop ? 1.0 : 0.0})[0] > 0;
     if (step % per_epoch == 0 || step == stop_at) {
       LipConvEpoch e;
       e.epoch = epoch + 1;
@@ -209,17 +250,18 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
       e.train_accuracy = static_cast<double>(correct) / static_cast<double>(std::max<int64_t>(seen, 1));
       e.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
       const auto te = std::chrono::steady_clock::now();
-      e.test = evaluate_lipconvnet(net, test, o.eps, o.eval_batch_size);
+      e.test = evaluate_lipconvnet(net, test, o.eps, o.eval_batch_size, &group);
       e.eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
-      train_detail::append_jsonl(log.string(), epoch_json(e));
-      save_lipconvnet(net, train, out.string());
+      if (writer) train_detail::append_jsonl(log.string(), epoch_json(e));
+      if (writer) save_lipconvnet(net, train, out.string());
       const double robust = e.test.robust_accuracy.empty() ? e.test.accuracy : e.test.robust_accuracy[0];
       if (robust > best) {
         best = robust;
-        io::replace_directory((out / "best").string(), [&](const std::string& dir) { save_lipconvnet(net, train, dir); });
+        if (writer)
+          io::replace_directory((out / "best").string(), [&](const std::string& dir) { save_lipconvnet(net, train, dir); });
       }
       save(step);
-      if (cb.on_event) cb.on_event("checkpoint at step " + std::to_string(step));
+      if (writer && cb.on_event) cb.on_event("checkpoint at step " + std::to_string(step));
       r.epochs.push_back(e);
       if (on_epoch) on_epoch(e);
       seen = 0;

@@ -130,6 +130,27 @@ TEST_P(DataParallel, TwoRanksGiveTheLossesAndAdapterOfOneProcess) {
 
 INSTANTIATE_TEST_SUITE_P(Methods, DataParallel, ::testing::Values("gsoft", "full"));
 
+// LipConvNet: the global batch is augmented as one and then split, so two ranks train the network
+// one process trains; the certification is sharded and gathered.
+TEST(DataParallelLipConv, TwoRanksTrainAndCertifyAsOneProcess) {
+  const fs::path dir = gsoft::test::scratch_dir("dist_lipconv");
+  const std::string cli = GSOFT_CLI_PATH;
+  const std::string args = " lipconv train --dataset fashion-mnist --conv gs-soc --groups 2,1 --depth 5 --init-channels 4 "
+                           "--epochs 2 --train-subset 256 --test-subset 63 --batch-size 64 --no-resume --out ";
+  const fs::path log = dir / "log.txt";
+  ASSERT_EQ(run_command(cli + " --threads 2" + args + (dir / "one").string(), log), 0) << read_text(log);
+  ASSERT_EQ(run_command(cli + args + (dir / "two").string() + " --nproc 2", log), 0) << read_text(log);
+  const auto a = read_jsonl(dir / "one" / "metrics.jsonl"), b = read_jsonl(dir / "two" / "metrics.jsonl");
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NEAR(b[i]["train_loss"].get<double>(), a[i]["train_loss"].get<double>(), 1e-4 * a[i]["train_loss"].get<double>());
+    EXPECT_EQ(b[i]["test_accuracy"], a[i]["test_accuracy"]) << i;
+    EXPECT_NEAR(b[i]["mean_certificate"].get<double>(), a[i]["mean_certificate"].get<double>(),
+                1e-4 * std::abs(a[i]["mean_certificate"].get<double>()));
+  }
+}
+
 TEST(DataParallelFaults, AKilledWorkerStopsTheOtherAndTheCheckpointResumes) {
   Fixture f("dist_kill");
   const fs::path run = f.dir / "run";

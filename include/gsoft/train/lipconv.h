@@ -28,6 +28,10 @@ struct LipConvTrainOptions {
   uint64_t seed = 42;
   std::string out_dir;
   bool resume = true;
+  // Data-parallel training (not owned; null: this process alone), as in TrainOptions: each rank
+  // takes its share of every global batch (augmented as one batch), gradients are summed, the
+  // certification is sharded and gathered, and rank 0 alone writes.
+  dist::Group* group = nullptr;
 };
 
 struct LipConvEpoch {
@@ -49,8 +53,10 @@ LipConvResult train_lipconvnet(conv::LipConvNetImpl& net, const data::ImageDatas
                                const LipConvTrainOptions& options, const TrainCallbacks& callbacks = {},
                                const std::function<void(const LipConvEpoch&)>& on_epoch = {});
 
+// With a group, each rank certifies its share of `test` and every rank gets the whole result.
 conv::CertifiedAccuracy evaluate_lipconvnet(conv::LipConvNetImpl& net, const data::ImageDataset& test,
-                                            const std::vector<double>& eps, int64_t batch_size = 256);
+                                            const std::vector<double>& eps, int64_t batch_size = 256,
+                                            dist::Group* group = nullptr);
 
 // lipconvnet.json (architecture and data statistics) and model.safetensors (parameters and power-
 // iteration buffers), each written atomically; load rebuilds the network from them.
