@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "diffusion_common.h"
+#include "distributed.h"
 #include "gsoft/core/runtime.h"
 #include "gsoft/io/atomic_file.h"
 #include "gsoft/train/diffusion.h"
@@ -30,6 +31,7 @@ struct DiffusionPretrainCli {
   int64_t sample_every = 500, sample_steps = 25;
   bool no_resume = false;
   DiffusionPretrainOptions train;
+  DistCliOptions dist;
   CLI::App* cmd = nullptr;
 };
 
@@ -73,6 +75,12 @@ std::vector<std::string> grid_prompts() {
 }
 
 void run_pretrain(DiffusionPretrainCli& o) {
+  if (const auto status = launch_workers(o.dist)) {
+    if (*status != 0) throw ExitStatus{*status};
+    return;
+  }
+  const auto group = join_group(o.dist);
+  const bool main_rank = group->is_main();
   const data::ImageDataset items = fashion_items(o.data, true);
   const diffusion::UNetConfig u = unet_config(o);
   const std::string tokenizer = data::scene_tokenizer_json(data::default_rare_tokens());
@@ -89,12 +97,16 @@ void run_pretrain(DiffusionPretrainCli& o) {
   DiffusionPretrainOptions t = o.train;
   t.out_dir = o.out;
   t.resume = !o.no_resume;
-  fs::create_directories(o.out);
-  io::write_file_atomic((fs::path(o.out) / "run_config.json").string(), resolved_options(o.cmd).dump(2) + "\n");
+  t.group = group.get();
+  if (main_rank) {
+    fs::create_directories(o.out);
+    io::write_file_atomic((fs::path(o.out) / "run_config.json").string(), resolved_options(o.cmd).dump(2) + "\n");
+  }
   int64_t unet_params = 0, text_params = 0;
   for (const auto& q : p.unet->parameters()) unet_params += q.numel();
   for (const auto& q : p.text_encoder->parameters()) text_params += q.numel();
-  std::cerr << "diffusion pretrain: " << items.size() << " Fashion-MNIST training items; UNet " << unet_params
+  if (main_rank)
+    std::cerr << "diffusion pretrain: " << items.size() << " Fashion-MNIST training items; UNet " << unet_params
             << " parameters, text encoder " << text_params << "; " << t.max_steps << " steps of " << t.batch_size
             << " scenes\n";
 
@@ -114,7 +126,12 @@ void run_pretrain(DiffusionPretrainCli& o) {
     std::cerr << "diffusion pretrain: sample grid " << (samples / name).string() << "\n";
   };
   const DiffusionPretrainResult r =
-      pretrain_diffusion(p, items, t, console_callbacks("diffusion pretrain", t.log_every), on_checkpoint);
+      pretrain_diffusion(p, items, t, callbacks_for_rank(*group, console_callbacks("diffusion pretrain", t.log_every)),
+                         on_checkpoint);
+  if (!main_rank) {  // rank 0 reports
+    if (r.interrupted) throw ExitStatus{130};
+    return;
+  }
   if (r.interrupted) {
     std::cerr << "diffusion pretrain: interrupted at step " << r.end_step << " of " << r.total_steps
               << "; checkpoint saved. Run the same command again to resume.\n";
@@ -170,6 +187,7 @@ void setup_diffusion_pretrain(CLI::App* diffusion, Runners& runners) {
   cmd->add_option("--sample-steps", o->sample_steps, "DDIM steps of those grids")->capture_default_str();
   cmd->add_option("--seed", t.seed, "Seed of initialisation, scenes and noise")->capture_default_str();
   cmd->add_flag("--no-resume", o->no_resume, "Start afresh even if RUN_DIR has a checkpoint");
+  add_dist_options(cmd, o->dist);
   runners.push_back({cmd, [o] { run_pretrain(*o); }});
 }
 

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "gsoft/core/error.h"
+#include "gsoft/dist/group.h"
 #include "gsoft/io/atomic_file.h"
 #include "gsoft/io/safetensors.h"
 #include "gsoft/train/optim.h"
@@ -98,7 +99,10 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
   GSOFT_CHECK(p.image_channels() == 1 && p.image_size() == data::kSceneSide, "the scenes are 1x32x32 but the UNet takes ",
               p.image_channels(), "x", p.image_size(), "x", p.image_size());
   const fs::path out(o.out_dir);
-  fs::create_directories(out);
+  dist::Group solo(dist::DistOptions{});
+  dist::Group& group = o.group ? *o.group : solo;
+  const bool writer = group.is_main();  // rank 0 alone writes the run directory
+  if (writer) fs::create_directories(out);
 
   const auto params = pipeline_parameters(p);
   std::map<std::string, torch::Tensor> state, ema;
@@ -118,12 +122,23 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
   const fs::path ckpt = out / "checkpoint.safetensors", log = out / "metrics.jsonl";
   DiffusionPretrainResult r;
   r.total_steps = o.max_steps;
-  int64_t step = train_detail::start_or_resume(o.out_dir, o.resume, state, optimizer, print, o.max_steps, cb.on_event);
+  group.check_same("training options", print.dump());
+  int64_t step =
+      train_detail::start_or_resume(o.out_dir, o.resume, state, optimizer, print, o.max_steps, cb.on_event, writer);
+  group.check_same("starting step (each rank reads " + (out / "checkpoint.safetensors").string() +
+                       "; put --out on storage that every host can read)",
+                   std::to_string(step));
+  if (step == 0) {  // replicas start equal
+    std::vector<torch::Tensor> all;
+    for (const auto& [k, t] : state) all.push_back(t);
+    group.broadcast(all);
+  }
   r.start_step = r.end_step = step;
   const diffusion::NoiseSchedule schedule(p.scheduler);
   const int64_t end = o.stop_at_step > 0 ? std::min(o.stop_at_step, o.max_steps) : o.max_steps;
   const int64_t warmup = std::min(o.warmup_steps, o.max_steps);
   auto save = [&](int64_t at) {
+    if (!writer) return;
     train_detail::save_run_state(ckpt.string(), state, optimizer, at, print);
     swap_tensors(params, ema);  // the pipeline holds the EMA weights while it is written
     try {
@@ -144,12 +159,27 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
                                           o.dropout);
     const auto n = schedule.add_random_noise(diffusion::from_uint8(b.canvases).unsqueeze(1),
                                              train_detail::step_seed(o.seed, step, 2));
-    const torch::Tensor pred = p.unet->forward(n.noisy, n.timesteps, p.encode_prompts(b.captions));
-    const torch::Tensor loss = torch::mse_loss(pred, n.noise);
-    const double lv = loss.item<double>();
-    train_detail::check_finite_loss(lv, step + 1, "diffusion pretraining", ckpt.string());
+    // The step's scenes and noise are drawn as one batch; this rank trains on its rows.
+    const auto [s0, s1] = dist::shard_range(b.captions.size(), group.rank(), group.world_size());
+    const auto rows = static_cast<int64_t>(s1 - s0);
     optimizer.zero_grad();
-    loss.backward();
+    double lv = 0;
+    if (rows > 0) {
+      const std::vector<std::string> captions(b.captions.begin() + static_cast<std::ptrdiff_t>(s0),
+                                              b.captions.begin() + static_cast<std::ptrdiff_t>(s1));
+      const auto first = static_cast<int64_t>(s0);
+      const torch::Tensor pred = p.unet->forward(n.noisy.narrow(0, first, rows), n.timesteps.narrow(0, first, rows),
+                                                 p.encode_prompts(captions));
+      torch::Tensor loss = torch::mse_loss(pred, n.noise.narrow(0, first, rows));
+      if (group.world_size() > 1) loss = loss * (static_cast<double>(rows) / static_cast<double>(b.captions.size()));
+      lv = loss.item<double>();
+      loss.backward();
+    }
+    if (group.world_size() > 1) {
+      dist::all_reduce_gradients(group, trainable);
+      lv = group.all_reduce_values({lv})[0];
+    }
+    train_detail::check_finite_loss(lv, step + 1, "diffusion pretraining", ckpt.string());
     const double norm = clip_grad_norm(trainable, o.max_grad_norm);
     const double factor = cosine_schedule(step, warmup, o.max_steps);
     optimizer.step(factor);
@@ -165,11 +195,12 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
     StepInfo info{step, o.max_steps, 0, 0, lv, o.lr * factor, norm,
                   static_cast<double>(step - r.start_step) / std::max(elapsed, 1e-9), 0};
     info.eta_seconds = static_cast<double>(end - step) / std::max(info.steps_per_second, 1e-9);
-    if (o.log_every > 0 && (step % o.log_every == 0 || step == end))
+    if (writer && o.log_every > 0 && (step % o.log_every == 0 || step == end))
       train_detail::append_jsonl(log.string(), {{"type", "train"}, {"step", step}, {"loss", lv}, {"lr", info.lr},
                                                 {"grad_norm", norm}, {"seconds", elapsed}});
     if (cb.on_step) cb.on_step(info);
-    const bool stop = cb.should_stop && cb.should_stop();
+    bool stop = cb.should_stop && cb.should_stop();
+    if (group.world_size() > 1) stop = group.all_reduce_values({stop ? 1.0 : 0.0})[0] > 0;
     if (stop || step == end || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)) save(step);
     if (stop && step < end) {
       r.interrupted = true;

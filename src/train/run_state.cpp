@@ -75,15 +75,15 @@ std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {
 
 int64_t start_or_resume(const std::string& dir, bool resume, const std::map<std::string, torch::Tensor>& state,
                         Optimizer& optimizer, const nlohmann::json& options, int64_t max_steps,
-                        const std::function<void(const std::string&)>& on_event) {
+                        const std::function<void(const std::string&)>& on_event, bool writer) {
   const std::filesystem::path ckpt = std::filesystem::path(dir) / "checkpoint.safetensors";
   const std::filesystem::path log = std::filesystem::path(dir) / "metrics.jsonl";
   if (!resume || !std::filesystem::exists(ckpt)) {
-    std::filesystem::remove(log);
+    if (writer) std::filesystem::remove(log);
     return 0;
   }
   const int64_t step = load_run_state(ckpt.string(), state, optimizer, options).step;
-  trim_metrics(log.string(), step);
+  if (writer) trim_metrics(log.string(), step);
   if (on_event) on_event("resumed from step " + std::to_string(step) + " of " + std::to_string(max_steps));
   return step;
 }

@@ -30,10 +30,11 @@ RunState load_run_state(const std::string& path, const std::map<std::string, tor
 
 // Where a run in `dir` starts: with `resume` and a dir/checkpoint.safetensors, the checkpoint's
 // step (state and optimiser restored, dir/metrics.jsonl trimmed to it, on_event told "resumed from
-// step N of M"); otherwise 0, with dir/metrics.jsonl removed.
+// step N of M"); otherwise 0, with dir/metrics.jsonl removed. Only a `writer` (rank 0 of a
+// data-parallel run) touches metrics.jsonl.
 int64_t start_or_resume(const std::string& dir, bool resume, const std::map<std::string, torch::Tensor>& state,
                         Optimizer& optimizer, const nlohmann::json& options, int64_t max_steps,
-                        const std::function<void(const std::string&)>& on_event);
+                        const std::function<void(const std::string&)>& on_event, bool writer = true);
 
 // Throws std::runtime_error when the loss of step `step` (counting from 1) is NaN or infinite,
 // naming `what` was stopped and the last checkpoint that remains.

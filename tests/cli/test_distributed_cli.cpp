@@ -151,6 +151,27 @@ TEST(DataParallelLipConv, TwoRanksTrainAndCertifyAsOneProcess) {
   }
 }
 
+// Diffusion pretraining: each step's scenes and noise are drawn as one batch and split, and the
+// text encoder has no dropout, so two ranks train the pipeline one process trains.
+TEST(DataParallelDiffusion, TwoRanksPretrainAsOneProcess) {
+  const fs::path dir = gsoft::test::scratch_dir("dist_diffusion");
+  const std::string cli = GSOFT_CLI_PATH;
+  const std::string args = " diffusion pretrain --no-resume --channels 8,16 --groups 4 --heads 2 --attention-from 1 "
+                           "--text-hidden 16 --text-heads 2 --text-layers 1 --max-steps 6 --batch-size 6 "
+                           "--checkpoint-every 6 --sample-every 0 --log-every 1 --out ";
+  const fs::path log = dir / "log.txt";
+  ASSERT_EQ(run_command(cli + " --threads 2" + args + (dir / "one").string(), log), 0) << read_text(log);
+  ASSERT_EQ(run_command(cli + args + (dir / "two").string() + " --nproc 2", log), 0) << read_text(log);
+  const auto la = losses(dir / "one", "train"), lb = losses(dir / "two", "train");
+  ASSERT_EQ(la.size(), 6u);
+  ASSERT_EQ(lb.size(), la.size());
+  for (size_t i = 0; i < la.size(); ++i) EXPECT_NEAR(lb[i], la[i], 1e-4 * la[i]) << "step " << i + 1;
+  const auto ta = gsoft::io::read_safetensors((dir / "one" / "pipeline" / "unet" / "diffusion_pytorch_model.safetensors").string());
+  const auto tb = gsoft::io::read_safetensors((dir / "two" / "pipeline" / "unet" / "diffusion_pytorch_model.safetensors").string());
+  ASSERT_EQ(ta.tensors.size(), tb.tensors.size());
+  for (const auto& [k, t] : ta.tensors) EXPECT_LT(gsoft::test::max_abs_diff(tb.tensors.at(k), t), 1e-5) << k;
+}
+
 TEST(DataParallelFaults, AKilledWorkerStopsTheOtherAndTheCheckpointResumes) {
   Fixture f("dist_kill");
   const fs::path run = f.dir / "run";

@@ -38,6 +38,9 @@ struct DiffusionPretrainOptions {
   uint64_t seed = 0;
   std::string out_dir;
   bool resume = true;
+  // Data-parallel training (not owned; null: this process alone): each rank takes its share of
+  // every step's scenes (drawn and noised as one batch), gradients are summed, rank 0 writes.
+  dist::Group* group = nullptr;
 };
 
 // The scenes of one step: canvases (B, 32, 32) uint8 and their captions.
