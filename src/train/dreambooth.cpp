@@ -10,6 +10,7 @@
 #include "gsoft/adapters/inject.h"
 #include "gsoft/core/error.h"
 #include "gsoft/data/fashion_scenes.h"
+#include "gsoft/dist/group.h"
 #include "gsoft/io/adapter_io.h"
 #include "gsoft/io/atomic_file.h"
 #include "gsoft/train/optim.h"
@@ -69,8 +70,14 @@ DreamBoothResult train_dreambooth(diffusion::Pipeline& p, const Subject& subject
                          class_images.size(1) == data::kSceneSide && class_images.scalar_type() == torch::kUInt8),
               "dreambooth: prior preservation needs class images (M, 32, 32) uint8");
   const fs::path out(o.out_dir);
-  fs::create_directories(out);
+  dist::Group solo(dist::DistOptions{});
+  dist::Group& group = o.group ? *o.group : solo;
+  const bool writer = group.is_main();  // rank 0 alone writes the run directory
+  if (writer) fs::create_directories(out);
   for (auto& q : p.text_encoder->parameters()) q.set_requires_grad(false);
+  // Random adapter initialisations (LoRA's A) come from the seed alone, not from whatever drew from
+  // the generator before (class images sampled or read from the cache, a rank's share of them).
+  torch::manual_seed(o.seed);
   const InjectionReport report = inject_adapters(*p.unet, adapter);
   std::map<std::string, torch::Tensor> state;
   ParamGroup decay{"decay", {}, o.lr, o.weight_decay}, no_decay{"no_decay", {}, o.lr, 0};
@@ -90,7 +97,13 @@ DreamBoothResult train_dreambooth(diffusion::Pipeline& p, const Subject& subject
   DreamBoothResult r;
   r.total_steps = o.max_steps;
   r.trainable_params = report.trainable_params;
-  int64_t step = train_detail::start_or_resume(o.out_dir, o.resume, state, optimizer, print, o.max_steps, cb.on_event);
+  group.check_same("training options", print.dump());
+  int64_t step =
+      train_detail::start_or_resume(o.out_dir, o.resume, state, optimizer, print, o.max_steps, cb.on_event, writer);
+  group.check_same("starting step (each rank reads " + (out / "checkpoint.safetensors").string() +
+                       "; put --out on storage that every host can read)",
+                   std::to_string(step));
+  if (step == 0) group.broadcast(trainable);  // replicas start equal (LoRA's A is random)
   r.start_step = r.end_step = step;
 
   // What the model is asked to draw: the frozen text encoder's states, computed once.
@@ -103,6 +116,7 @@ DreamBoothResult train_dreambooth(diffusion::Pipeline& p, const Subject& subject
   }
   // Full fine-tuning writes a whole pipeline; adapters write the adapter directory.
   auto save_output = [&](const std::string& name) {
+    if (!writer) return;
     const bool full = adapter.method == Method::Full;
     const fs::path dir = out / (full ? "pipeline" + name : "adapter" + name);
     io::replace_directory(dir.string(), [&](const std::string& tmp) {
@@ -126,14 +140,29 @@ DreamBoothResult train_dreambooth(diffusion::Pipeline& p, const Subject& subject
     }
     const auto n = schedule.add_random_noise(diffusion::from_uint8(torch::cat(images)).unsqueeze(1),
                                              train_detail::step_seed(o.seed, step, 2));
-    const torch::Tensor ctx = prior ? torch::cat({instance_ctx.expand({b, -1, -1}), class_ctx.expand({b, -1, -1})})
-                                    : instance_ctx.expand({b, -1, -1});
-    const torch::Tensor loss =
-        dreambooth_loss(p.unet->forward(n.noisy, n.timesteps, ctx), n.noise, b, o.prior_loss_weight);
-    const double lv = loss.item<double>();
-    train_detail::check_finite_loss(lv, step + 1, "dreambooth", ckpt.string());
+    // This rank's share: instance rows [s0, s1) and the class rows b + [s0, s1). Both loss terms
+    // are means over that many rows, so scaling by the share makes the sum the global loss.
+    const auto [s0, s1] = dist::shard_range(static_cast<size_t>(b), group.rank(), group.world_size());
+    const auto rows = static_cast<int64_t>(s1 - s0);
     optimizer.zero_grad();
-    loss.backward();
+    double lv = 0;
+    if (rows > 0) {
+      auto pick = torch::arange(static_cast<int64_t>(s0), static_cast<int64_t>(s1));
+      if (prior) pick = torch::cat({pick, pick + b});
+      const torch::Tensor ctx = prior ? torch::cat({instance_ctx.expand({rows, -1, -1}), class_ctx.expand({rows, -1, -1})})
+                                      : instance_ctx.expand({rows, -1, -1});
+      torch::Tensor loss = dreambooth_loss(
+          p.unet->forward(n.noisy.index_select(0, pick), n.timesteps.index_select(0, pick), ctx),
+          n.noise.index_select(0, pick), rows, o.prior_loss_weight);
+      if (group.world_size() > 1) loss = loss * (static_cast<double>(rows) / static_cast<double>(b));
+      lv = loss.item<double>();
+      loss.backward();
+    }
+    if (group.world_size() > 1) {
+      dist::all_reduce_gradients(group, trainable);
+      lv = group.all_reduce_values({lv})[0];
+    }
+    train_detail::check_finite_loss(lv, step + 1, "dreambooth", ckpt.string());
     const double norm = clip_grad_norm(trainable, o.max_grad_norm);
     const double factor = step < o.warmup_steps ? static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps) : 1.0;
     optimizer.step(factor);
@@ -144,14 +173,15 @@ DreamBoothResult train_dreambooth(diffusion::Pipeline& p, const Subject& subject
     StepInfo info{step, o.max_steps, 0, 0, lv, o.lr * factor, norm,
                   static_cast<double>(step - r.start_step) / std::max(elapsed, 1e-9), 0};
     info.eta_seconds = static_cast<double>(o.max_steps - step) / std::max(info.steps_per_second, 1e-9);
-    if (o.log_every > 0 && (step % o.log_every == 0 || step == o.max_steps))
+    if (writer && o.log_every > 0 && (step % o.log_every == 0 || step == o.max_steps))
       train_detail::append_jsonl(log.string(), {{"type", "train"}, {"step", step}, {"loss", lv}, {"lr", info.lr},
                                                 {"grad_norm", norm}, {"seconds", elapsed}});
     if (cb.on_step) cb.on_step(info);
     if (std::find(o.save_steps.begin(), o.save_steps.end(), step) != o.save_steps.end())
       save_output("-step" + std::to_string(step));
-    const bool stop = cb.should_stop && cb.should_stop();
-    if (stop || step == o.max_steps || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)) {
+    bool stop = cb.should_stop && cb.should_stop();
+    if (group.world_size() > 1) stop = group.all_reduce_values({stop ? 1.0 : 0.0})[0] > 0;
+    if (writer && (stop || step == o.max_steps || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0))) {
       train_detail::save_run_state(ckpt.string(), state, optimizer, step, print);
       if (cb.on_event) cb.on_event("checkpoint at step " + std::to_string(step));
     }

@@ -46,6 +46,10 @@ struct DreamBoothOptions {
   uint64_t seed = 0;
   std::string out_dir;
   bool resume = true;
+  // Data-parallel training (not owned; null: this process alone): each rank takes its share of the
+  // step's instance rows and the same share of its class rows (drawn and noised as one batch),
+  // gradients are summed, rank 0 writes.
+  dist::Group* group = nullptr;
 };
 
 struct DreamBoothResult {
