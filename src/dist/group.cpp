@@ -231,6 +231,28 @@ void all_reduce_gradients(Group& group, const std::vector<torch::Tensor>& params
   group.all_reduce_sum(grads);
 }
 
+torch::Tensor share_weighted(const Group& group, const torch::Tensor& loss, int64_t rows, int64_t total) {
+  if (group.world_size() == 1) return loss;
+  return loss * (static_cast<double>(rows) / static_cast<double>(total));
+}
+
+std::vector<double> finish_backward(Group& group, const std::vector<torch::Tensor>& params,
+                                    const std::vector<double>& values) {
+  if (group.world_size() == 1) return values;
+  all_reduce_gradients(group, params);
+  return group.all_reduce_values(values);
+}
+
+void check_start(Group& group, int64_t step, const std::string& checkpoint) {
+  group.check_same("starting step (each rank reads " + checkpoint + "; put --out on storage that every host can read)",
+                   std::to_string(step));
+}
+
+bool any_rank(Group& group, bool flag) {
+  if (group.world_size() == 1) return flag;
+  return group.all_reduce_values({flag ? 1.0 : 0.0})[0] > 0;
+}
+
 std::pair<size_t, size_t> shard_range(size_t n, int64_t rank, int64_t world) {
   GSOFT_CHECK(world >= 1 && rank >= 0 && rank < world, "shard_range: rank ", rank, " of world ", world);
   const auto r = static_cast<size_t>(rank), w = static_cast<size_t>(world);

@@ -125,9 +125,7 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
   group.check_same("training options", print.dump());
   int64_t step =
       train_detail::start_or_resume(o.out_dir, o.resume, state, optimizer, print, o.max_steps, cb.on_event, writer);
-  group.check_same("starting step (each rank reads " + (out / "checkpoint.safetensors").string() +
-                       "; put --out on storage that every host can read)",
-                   std::to_string(step));
+  dist::check_start(group, step, ckpt.string());
   if (step == 0) {  // replicas start equal
     std::vector<torch::Tensor> all;
     for (const auto& [k, t] : state) all.push_back(t);
@@ -171,14 +169,11 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
       const torch::Tensor pred = p.unet->forward(n.noisy.narrow(0, first, rows), n.timesteps.narrow(0, first, rows),
                                                  p.encode_prompts(captions));
       torch::Tensor loss = torch::mse_loss(pred, n.noise.narrow(0, first, rows));
-      if (group.world_size() > 1) loss = loss * (static_cast<double>(rows) / static_cast<double>(b.captions.size()));
+      loss = dist::share_weighted(group, loss, rows, static_cast<int64_t>(b.captions.size()));
       lv = loss.item<double>();
       loss.backward();
     }
-    if (group.world_size() > 1) {
-      dist::all_reduce_gradients(group, trainable);
-      lv = group.all_reduce_values({lv})[0];
-    }
+    lv = dist::finish_backward(group, trainable, {lv})[0];
     train_detail::check_finite_loss(lv, step + 1, "diffusion pretraining", ckpt.string());
     const double norm = clip_grad_norm(trainable, o.max_grad_norm);
     const double factor = cosine_schedule(step, warmup, o.max_steps);
@@ -199,8 +194,7 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
       train_detail::append_jsonl(log.string(), {{"type", "train"}, {"step", step}, {"loss", lv}, {"lr", info.lr},
                                                 {"grad_norm", norm}, {"seconds", elapsed}});
     if (cb.on_step) cb.on_step(info);
-    bool stop = cb.should_stop && cb.should_stop();
-    if (group.world_size() > 1) stop = group.all_reduce_values({stop ? 1.0 : 0.0})[0] > 0;
+    const bool stop = dist::any_rank(group, cb.should_stop && cb.should_stop());
     if (stop || step == end || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)) save(step);
     if (stop && step < end) {
       r.interrupted = true;

@@ -100,9 +100,7 @@ DreamBoothResult train_dreambooth(diffusion::Pipeline& p, const Subject& subject
   group.check_same("training options", print.dump());
   int64_t step =
       train_detail::start_or_resume(o.out_dir, o.resume, state, optimizer, print, o.max_steps, cb.on_event, writer);
-  group.check_same("starting step (each rank reads " + (out / "checkpoint.safetensors").string() +
-                       "; put --out on storage that every host can read)",
-                   std::to_string(step));
+  dist::check_start(group, step, ckpt.string());
   if (step == 0) group.broadcast(trainable);  // replicas start equal (LoRA's A is random)
   r.start_step = r.end_step = step;
 
@@ -154,14 +152,11 @@ DreamBoothResult train_dreambooth(diffusion::Pipeline& p, const Subject& subject
       torch::Tensor loss = dreambooth_loss(
           p.unet->forward(n.noisy.index_select(0, pick), n.timesteps.index_select(0, pick), ctx),
           n.noise.index_select(0, pick), rows, o.prior_loss_weight);
-      if (group.world_size() > 1) loss = loss * (static_cast<double>(rows) / static_cast<double>(b));
+      loss = dist::share_weighted(group, loss, rows, b);
       lv = loss.item<double>();
       loss.backward();
     }
-    if (group.world_size() > 1) {
-      dist::all_reduce_gradients(group, trainable);
-      lv = group.all_reduce_values({lv})[0];
-    }
+    lv = dist::finish_backward(group, trainable, {lv})[0];
     train_detail::check_finite_loss(lv, step + 1, "dreambooth", ckpt.string());
     const double norm = clip_grad_norm(trainable, o.max_grad_norm);
     const double factor = step < o.warmup_steps ? static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps) : 1.0;
@@ -179,8 +174,7 @@ DreamBoothResult train_dreambooth(diffusion::Pipeline& p, const Subject& subject
     if (cb.on_step) cb.on_step(info);
     if (std::find(o.save_steps.begin(), o.save_steps.end(), step) != o.save_steps.end())
       save_output("-step" + std::to_string(step));
-    bool stop = cb.should_stop && cb.should_stop();
-    if (group.world_size() > 1) stop = group.all_reduce_values({stop ? 1.0 : 0.0})[0] > 0;
+    const bool stop = dist::any_rank(group, cb.should_stop && cb.should_stop());
     if (writer && (stop || step == o.max_steps || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0))) {
       train_detail::save_run_state(ckpt.string(), state, optimizer, step, print);
       if (cb.on_event) cb.on_event("checkpoint at step " + std::to_string(step));

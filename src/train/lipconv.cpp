@@ -173,8 +173,7 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
   } else if (writer) {
     fs::remove(log);
   }
-  group.check_same("starting step (each rank reads " + ckpt.string() + "; put --out on storage that every host can read)",
-                   std::to_string(step));
+  dist::check_start(group, step, ckpt.string());
   if (step == 0) {  // replicas start equal: weights and the power-iteration state
     std::vector<torch::Tensor> state;
     for (const auto& [k, v] : tensors) state.push_back(v);
@@ -217,16 +216,13 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
     if (s1 > s0) {
       const torch::Tensor logits = net.forward(x);
       torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
-      if (group.world_size() > 1) loss = loss * (static_cast<double>(s1 - s0) / static_cast<double>(bn));
+      loss = dist::share_weighted(group, loss, static_cast<int64_t>(s1 - s0), bn);
       lv = loss.item<double>();
       right = static_cast<double>(logits.argmax(1).eq(y).sum().item<int64_t>());
       loss.backward();
     }
-    if (group.world_size() > 1) {
-      dist::all_reduce_gradients(group, trainable);
-      const auto sums = group.all_reduce_values({lv, right});
-      lv = sums[0], right = sums[1];
-    }
+    const auto sums = dist::finish_backward(group, trainable, {lv, right});
+    lv = sums[0], right = sums[1];
     train_detail::check_finite_loss(lv, step + 1, "training", ckpt.string());
     const double factor = multistep_schedule(step, total, milestones, 0.1);
     sgd.step(factor);
@@ -240,8 +236,7 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
                   static_cast<double>(step - r.start_step) / std::max(elapsed, 1e-9), 0};
     info.eta_seconds = static_cast<double>(stop_at - step) / std::max(info.steps_per_second, 1e-9);
     if (cb.on_step) cb.on_step(info);
-    bool stop = cb.should_stop && cb.should_stop();
-    if (group.world_size() > 1) stop = group.all_reduce_values({stop ? 1.0 : 0.0})[0] > 0;
+    const bool stop = dist::any_rank(group, cb.should_stop && cb.should_stop());
     if (step % per_epoch == 0 || step == stop_at) {
       LipConvEpoch e;
       e.epoch = epoch + 1;

@@ -139,9 +139,7 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
     torch::manual_seed(o.seed);
     if (writer && fs::exists(out / kMetrics)) fs::remove(out / kMetrics);
   }
-  group.check_same("starting step (each rank reads " + (out / kCheckpoint).string() +
-                       "; put --out on storage that every host can read)",
-                   std::to_string(step));
+  dist::check_start(group, step, (out / kCheckpoint).string());
   // Replicas start equal (a resumed run already is: every rank read the same checkpoint), and
   // each rank draws its own dropout masks.
   if (step == 0) group.broadcast(trainable);
@@ -188,7 +186,6 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
     // This rank's share of the global batch, its loss weighted by the share: the summed gradient
     // is the gradient of the global batch's mean loss.
     const auto [s0, s1] = dist::shard_range(idx.size(), group.rank(), group.world_size());
-    const double share = static_cast<double>(s1 - s0) / static_cast<double>(idx.size());
     optimizer.zero_grad();
     double lv = 0;
     if (s1 > s0) {
@@ -196,14 +193,11 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
       const Batch batch = collate(data.train, mine, data.batch);
       const torch::Tensor logits = model.forward(batch.input_ids, batch.attention_mask, batch.token_type_ids);
       torch::Tensor loss = sequence_classification_loss(logits, batch.labels);
-      if (group.world_size() > 1) loss = loss * share;
+      loss = dist::share_weighted(group, loss, static_cast<int64_t>(s1 - s0), static_cast<int64_t>(idx.size()));
       lv = loss.item<double>();
       loss.backward();
     }
-    if (group.world_size() > 1) {
-      dist::all_reduce_gradients(group, trainable);
-      lv = group.all_reduce_values({lv})[0];
-    }
+    lv = dist::finish_backward(group, trainable, {lv})[0];
     train_detail::check_finite_loss(lv, step + 1, "training", ckpt.string());
     const double norm = clip_grad_norm(trainable, o.max_grad_norm);
     const double factor = linear_schedule(step, warmup, total);
@@ -230,9 +224,7 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
       eval_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
       evaluated = true;
     }
-    bool stop = cb.should_stop && cb.should_stop();
-    // Ctrl-C on any rank stops every rank after the same step.
-    if (group.world_size() > 1) stop = group.all_reduce_values({stop ? 1.0 : 0.0})[0] > 0;
+    const bool stop = dist::any_rank(group, cb.should_stop && cb.should_stop());
     const bool ckpt_due = o.checkpoint_every > 0 ? step % o.checkpoint_every == 0 : evaluated;
     if (ckpt_due || step == total || stop) save_checkpoint(step);
     if (stop && step < total) {

@@ -85,6 +85,20 @@ class Group {
 // the others.
 void all_reduce_gradients(Group& group, const std::vector<torch::Tensor>& params);
 
+// The three steps every data-parallel training loop shares, each a no-op alone:
+// this rank's mean loss over `rows` of a global batch of `total` rows, weighted so that the ranks'
+// losses (and gradients) sum to the global batch's mean;
+torch::Tensor share_weighted(const Group& group, const torch::Tensor& loss, int64_t rows, int64_t total);
+// after the backward, the gradients of `params` summed (all_reduce_gradients) and each of `values`
+// (the step's loss, counts) summed over the ranks;
+std::vector<double> finish_backward(Group& group, const std::vector<torch::Tensor>& params,
+                                    const std::vector<double>& values);
+// at the start, that every rank resumes from rank 0's step of `checkpoint` (each rank reads it, so
+// it must be on storage every host can read);
+void check_start(Group& group, int64_t step, const std::string& checkpoint);
+// and whether any rank asks to stop (Ctrl-C on one rank stops every rank after the same step).
+bool any_rank(Group& group, bool flag);
+
 // The [begin, end) slice of n items that `rank` of `world` takes: contiguous, in rank order, sizes
 // differing by at most one, so the slices of all ranks are the n items in their order.
 std::pair<size_t, size_t> shard_range(size_t n, int64_t rank, int64_t world);
