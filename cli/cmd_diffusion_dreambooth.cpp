@@ -97,11 +97,8 @@ struct DreamBoothCli {
 };
 
 void run_dreambooth(DreamBoothCli& o) {
-  if (const auto status = launch_workers(o.dist)) {
-    if (*status != 0) throw ExitStatus{*status};
-    return;
-  }
-  const auto group = join_group(o.dist);
+  const auto group = launch_or_join(o.dist);
+  if (!group) return;  // this process launched the workers
   const bool main_rank = group->is_main();
   const Subject subject = o.subject.load();
   diffusion::Pipeline p = diffusion::Pipeline::load(o.model);
@@ -126,10 +123,7 @@ void run_dreambooth(DreamBoothCli& o) {
             << to_string(adapter.method) << ", " << t.max_steps << " steps\n";
   const DreamBoothResult r = train_dreambooth(p, subject, classes, adapter, t,
                                               callbacks_for_rank(*group, console_callbacks("dreambooth", t.log_every)));
-  if (!main_rank) {  // rank 0 reports
-    if (r.interrupted) throw ExitStatus{130};
-    return;
-  }
+  if (other_rank_done(*group, r.interrupted)) return;  // rank 0 reports
   if (r.interrupted) {
     std::cerr << "dreambooth: interrupted at step " << r.end_step << "; checkpoint saved. Run the same command again to resume.\n";
     throw ExitStatus{130};

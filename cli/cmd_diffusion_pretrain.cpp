@@ -75,11 +75,8 @@ std::vector<std::string> grid_prompts() {
 }
 
 void run_pretrain(DiffusionPretrainCli& o) {
-  if (const auto status = launch_workers(o.dist)) {
-    if (*status != 0) throw ExitStatus{*status};
-    return;
-  }
-  const auto group = join_group(o.dist);
+  const auto group = launch_or_join(o.dist);
+  if (!group) return;  // this process launched the workers
   const bool main_rank = group->is_main();
   const data::ImageDataset items = fashion_items(o.data, true);
   const diffusion::UNetConfig u = unet_config(o);
@@ -128,10 +125,7 @@ void run_pretrain(DiffusionPretrainCli& o) {
   const DiffusionPretrainResult r =
       pretrain_diffusion(p, items, t, callbacks_for_rank(*group, console_callbacks("diffusion pretrain", t.log_every)),
                          on_checkpoint);
-  if (!main_rank) {  // rank 0 reports
-    if (r.interrupted) throw ExitStatus{130};
-    return;
-  }
+  if (other_rank_done(*group, r.interrupted)) return;  // rank 0 reports
   if (r.interrupted) {
     std::cerr << "diffusion pretrain: interrupted at step " << r.end_step << " of " << r.total_steps
               << "; checkpoint saved. Run the same command again to resume.\n";

@@ -73,11 +73,8 @@ struct TrainCli {
 };
 
 void run_train(TrainCli& o) {
-  if (const auto status = launch_workers(o.dist)) {
-    if (*status != 0) throw ExitStatus{*status};
-    return;
-  }
-  const auto group = join_group(o.dist);
+  const auto group = launch_or_join(o.dist);
+  if (!group) return;  // this process launched the workers
   const bool main_rank = group->is_main();
   const data::ImageDataset train = o.data.load(true), test = o.data.load(false);
   if (main_rank)
@@ -108,10 +105,7 @@ void run_train(TrainCli& o) {
   };
   const LipConvResult r = train_lipconvnet(*net, train, test, t, cb,
                                            main_rank ? std::function<void(const LipConvEpoch&)>(on_epoch) : nullptr);
-  if (!main_rank) {  // rank 0 reports
-    if (r.interrupted) throw ExitStatus{130};
-    return;
-  }
+  if (other_rank_done(*group, r.interrupted)) return;  // rank 0 reports
   if (r.interrupted) {
     std::cerr << "lipconv: interrupted at step " << r.end_step << "; checkpoint saved. Run the same command to resume.\n";
     throw ExitStatus{130};

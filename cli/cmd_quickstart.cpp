@@ -34,11 +34,8 @@ struct QuickstartOptions {
 };
 
 void run_quickstart(QuickstartOptions& o) {
-  if (const auto status = launch_workers(o.dist)) {
-    if (*status != 0) throw ExitStatus{*status};
-    return;
-  }
-  const auto group = join_group(o.dist);
+  const auto group = launch_or_join(o.dist);
+  if (!group) return;  // this process launched the workers
   const data::Split split = read_polarity_split(o.data);
   if (group->is_main())
     std::cerr << "quickstart: polarity sentences: " << split.train.examples.size() << " train, " << split.dev.examples.size()
@@ -67,10 +64,7 @@ void run_quickstart(QuickstartOptions& o) {
   t.group = group.get();
   const TrainCallbacks cb = callbacks_for_rank(*group, console_callbacks("quickstart", t.log_every));
   const TrainResult r = train_classifier(*clf.model, adapter, d, t, cb);
-  if (!group->is_main()) {  // rank 0 tests, merges and reports
-    if (r.interrupted) throw ExitStatus{130};
-    return;
-  }
+  if (other_rank_done(*group, r.interrupted)) return;  // rank 0 reports
   if (r.interrupted) {
     std::cerr << "quickstart: interrupted at step " << r.end_step << "; checkpoint saved. Run the same command with "
                  "--resume to continue.\n";

@@ -44,11 +44,8 @@ data::Dataset read_or_explain(const std::string& path, const data::TableFormat& 
 }
 
 void run_train(TrainCliOptions& o) {
-  if (const auto status = launch_workers(o.dist)) {
-    if (*status != 0) throw ExitStatus{*status};
-    return;
-  }
-  const auto group = join_group(o.dist);
+  const auto group = launch_or_join(o.dist);
+  if (!group) return;  // this process launched the workers
   const bool main_rank = group->is_main();
   const ResolvedTask task = resolve_task(o.task);
   data::TableFormat fmt = task.format;
@@ -102,10 +99,7 @@ void run_train(TrainCliOptions& o) {
               << " examples per global batch\n";
   const TrainCallbacks cb = callbacks_for_rank(*group, console_callbacks("train", topt.log_every));
   const TrainResult r = train_classifier(*clf.model, adapter, data, topt, cb);
-  if (!main_rank) {
-    if (r.interrupted) throw ExitStatus{130};
-    return;
-  }
+  if (other_rank_done(*group, r.interrupted)) return;  // rank 0 reports
 
   for (const char* dir : {"adapter", "best"})
     if (fs::exists(fs::path(o.out) / dir)) io::write_file_atomic((fs::path(o.out) / dir / "config.json").string(), clf.config_json);

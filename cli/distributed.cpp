@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "commands.h"
 #include "gsoft/core/runtime.h"
 #include "subprocess.h"
 
@@ -167,6 +168,20 @@ std::optional<int> launch_workers(const DistCliOptions& o) {
   }
   ::sigaction(SIGINT, &old_int, nullptr);
   return worst;
+}
+
+std::unique_ptr<dist::Group> launch_or_join(const DistCliOptions& o) {
+  if (const auto status = launch_workers(o)) {
+    if (*status != 0) throw ExitStatus{*status};
+    return nullptr;
+  }
+  return join_group(o);
+}
+
+bool other_rank_done(const dist::Group& group, bool interrupted) {
+  if (group.is_main()) return false;
+  if (interrupted) throw ExitStatus{130};
+  return true;
 }
 
 TrainCallbacks callbacks_for_rank(const dist::Group& group, const TrainCallbacks& console) {

@@ -41,6 +41,15 @@ std::optional<int> launch_workers(const DistCliOptions& o);
 // group of one.
 std::unique_ptr<dist::Group> join_group(const DistCliOptions& o);
 
+// How every training command starts: in the launching process, the workers run and this returns
+// null (throwing ExitStatus with their worst status when one failed), so the command returns;
+// otherwise the group this process trains in.
+std::unique_ptr<dist::Group> launch_or_join(const DistCliOptions& o);
+
+// After training, true on the ranks other than 0, which then return (ExitStatus 130 when the run
+// was interrupted) and leave the reporting to rank 0.
+bool other_rank_done(const dist::Group& group, bool interrupted);
+
 // Rank 0 keeps `console` (progress lines, evaluations, events); the other ranks keep only its stop
 // request, so one rank reports.
 TrainCallbacks callbacks_for_rank(const dist::Group& group, const TrainCallbacks& console);
