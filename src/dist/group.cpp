@@ -216,21 +216,6 @@ void Group::barrier() {
   wait_for(impl_->pg->barrier(), options_, "barrier");
 }
 
-void all_reduce_gradients(Group& group, const std::vector<torch::Tensor>& params) {
-  if (group.world_size() == 1) return;
-  std::vector<double> defined;
-  for (const auto& p : params) defined.push_back(p.grad().defined() ? 1.0 : 0.0);
-  defined = group.all_reduce_values(defined);
-  std::vector<torch::Tensor> grads;
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (defined[i] == 0) continue;
-    auto p = params[i];
-    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-    grads.push_back(p.grad());
-  }
-  group.all_reduce_sum(grads);
-}
-
 torch::Tensor share_weighted(const Group& group, const torch::Tensor& loss, int64_t rows, int64_t total) {
   if (group.world_size() == 1) return loss;
   return loss * (static_cast<double>(rows) / static_cast<double>(total));
@@ -239,8 +224,20 @@ torch::Tensor share_weighted(const Group& group, const torch::Tensor& loss, int6
 std::vector<double> finish_backward(Group& group, const std::vector<torch::Tensor>& params,
                                     const std::vector<double>& values) {
   if (group.world_size() == 1) return values;
-  all_reduce_gradients(group, params);
-  return group.all_reduce_values(values);
+  // Which gradients exist anywhere and the values travel in one all-reduce, the gradients in a second.
+  std::vector<double> sums;
+  for (const auto& p : params) sums.push_back(p.grad().defined() ? 1.0 : 0.0);
+  sums.insert(sums.end(), values.begin(), values.end());
+  sums = group.all_reduce_values(sums);
+  std::vector<torch::Tensor> grads;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (sums[i] == 0) continue;
+    auto p = params[i];
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  group.all_reduce_sum(grads);
+  return std::vector<double>(sums.begin() + static_cast<std::ptrdiff_t>(params.size()), sums.end());
 }
 
 void check_start(Group& group, int64_t step, const std::string& checkpoint) {

@@ -79,18 +79,14 @@ class Group {
   CommStats stats_;
 };
 
-// Sums the gradients of `params` over the ranks, in place, so every rank holds the gradient of the
-// global batch. A tensor whose gradient is undefined on every rank stays undefined (as in one
-// process, where the optimiser then skips it); one defined on some ranks only counts as zero on
-// the others.
-void all_reduce_gradients(Group& group, const std::vector<torch::Tensor>& params);
-
 // The three steps every data-parallel training loop shares, each a no-op alone:
 // this rank's mean loss over `rows` of a global batch of `total` rows, weighted so that the ranks'
 // losses (and gradients) sum to the global batch's mean;
 torch::Tensor share_weighted(const Group& group, const torch::Tensor& loss, int64_t rows, int64_t total);
-// after the backward, the gradients of `params` summed (all_reduce_gradients) and each of `values`
-// (the step's loss, counts) summed over the ranks;
+// after the backward, the gradients of `params` summed in place, so every rank holds the gradient
+// of the global batch, and each of `values` (the step's loss, counts) summed over the ranks. A
+// gradient undefined on every rank stays undefined (as in one process, where the optimiser then
+// skips it); one defined on some ranks only counts as zero on the others;
 std::vector<double> finish_backward(Group& group, const std::vector<torch::Tensor>& params,
                                     const std::vector<double>& values);
 // at the start, that every rank resumes from rank 0's step of `checkpoint` (each rank reads it, so
