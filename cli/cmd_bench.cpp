@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "gsoft/adapters/adaptable_conv2d.h"
 #include "gsoft/adapters/adaptable_linear.h"
 #include "gsoft/gs/functional.h"
 #include "gsoft/gs/chain.h"
@@ -110,6 +111,7 @@ struct BenchAdaptersOptions {
   int64_t features = 768;
   double min_seconds = 0.3;
   bool merge = true;
+  bool conv = true;
 };
 
 AdapterConfig bench_config(Method m, int64_t block_size, int64_t factors = 1, int64_t rank = 8) {
@@ -167,6 +169,55 @@ void bench_merge(double min_seconds) {
   std::cout << j.dump() << std::endl;
 }
 
+// A 3 x 3 convolution of the DreamBooth UNet's middle stage (64 -> 64 channels on 16 x 16, batch
+// 8: 2,048 patches of 576 values). Adapters train through the adapted weight W'; "gsoft_b16
+// (patch rows)" times the alternative, the adapter run on every unfolded patch, for the record.
+template <typename Report>
+void bench_conv_adapters(const BenchAdaptersOptions& opt, Report& report) {
+  namespace F = torch::nn::functional;
+  const auto options = torch::nn::Conv2dOptions(64, 64, 3).padding(1);
+  auto x = torch::randn({8, 64, 16, 16});
+  auto gy = torch::randn({8, 64, 16, 16});
+  struct Row {
+    std::string label;
+    std::optional<AdapterConfig> config;
+    bool patch_rows = false;
+  };
+  const std::vector<Row> rows{{"frozen", std::nullopt},
+                              {"gsoft_b16", bench_config(Method::GSOFT, 16)},
+                              {"gsoft_b16 (patch rows)", bench_config(Method::GSOFT, 16), true},
+                              {"double_gsoft_b16", bench_config(Method::DoubleGSOFT, 16)},
+                              {"oft_b16", bench_config(Method::OFT, 16)},
+                              {"boft_b8_m4", bench_config(Method::BOFT, 8, 4)},
+                              {"lora_r8", bench_config(Method::LoRA, 0, 1, 8)}};
+  for (const auto& row : rows) {
+    AdaptableConv2d layer(options);
+    layer->weight.set_requires_grad(false);
+    layer->bias.set_requires_grad(false);
+    int64_t params = 0;
+    if (row.config) {
+      auto a = make_linear_adapter(*row.config, 64 * 9, 64);
+      layer->attach(a);
+      params = a->num_parameters();
+    }
+    auto run = [&](const torch::Tensor& in) {
+      if (!row.patch_rows) return layer(in);
+      const auto patches = F::unfold(in, F::UnfoldFuncOptions({3, 3}).padding({1, 1}));
+      const auto y = layer->adapter()->forward(patches.transpose(1, 2), layer->weight.view({64, -1}), layer->bias, true);
+      return y.transpose(1, 2).reshape(gy.sizes());
+    };
+    const double fwd = median_ms(
+        [&] {
+          torch::NoGradGuard g;
+          run(x);
+        },
+        2, 5, opt.min_seconds);
+    auto xg = x.detach().requires_grad_(true);
+    const Timing fwdbwd = time_ms([&] { run(xg).backward(gy); }, 2, 5, opt.min_seconds);
+    report("conv3x3", row.label, params, fwd, fwdbwd, {{"input", "8x64x16x16"}});
+  }
+}
+
 void run_bench_adapters(const BenchAdaptersOptions& opt) {
   torch::manual_seed(0);
   const int64_t n = opt.features;
@@ -183,6 +234,13 @@ void run_bench_adapters(const BenchAdaptersOptions& opt) {
                         {"lora_r8", bench_config(Method::LoRA, 0, 1, 8)}};
   auto x = torch::randn({opt.rows, n});
   auto gy = torch::randn({opt.rows, n});
+  auto report = [&](const std::string& layer, const std::string& label, int64_t params, double fwd, const Timing& fb,
+                    nlohmann::json extra) {
+    extra.update({{"layer", layer}, {"method", label}, {"trainable_params", params}, {"fwd_ms", fwd},
+                  {"fwdbwd_ms", fb.median}, {"fwdbwd_worst_ms", fb.worst}, {"reps", fb.reps},
+                  {"threads", at::get_num_threads()}});
+    std::cout << extra.dump() << std::endl;
+  };
   for (const auto& row : rows) {
     AdaptableLinear layer(n, n);
     layer->weight.set_requires_grad(false);
@@ -201,11 +259,10 @@ void run_bench_adapters(const BenchAdaptersOptions& opt) {
         2, 5, opt.min_seconds);
     // x requires grad, as inside a network: backward computes dx and the adapter gradients.
     auto xg = x.detach().requires_grad_(true);
-    const double fwdbwd = median_ms([&] { layer(xg).backward(gy); }, 2, 5, opt.min_seconds);
-    nlohmann::json j{{"method", row.label}, {"trainable_params", params}, {"fwd_ms", fwd}, {"fwdbwd_ms", fwdbwd},
-                     {"rows", opt.rows}, {"features", n}, {"threads", at::get_num_threads()}};
-    std::cout << j.dump() << std::endl;
+    const Timing fwdbwd = time_ms([&] { layer(xg).backward(gy); }, 2, 5, opt.min_seconds);
+    report("linear", row.label, params, fwd, fwdbwd, {{"rows", opt.rows}, {"features", n}});
   }
+  if (opt.conv) bench_conv_adapters(opt, report);
   if (opt.merge) bench_merge(opt.min_seconds);
 }
 
@@ -229,14 +286,15 @@ void setup_bench(CLI::App& app, Runners& runners) {
   auto ad = std::make_shared<BenchAdaptersOptions>();
   auto* acmd = bench->add_subcommand(
       "adapters",
-      "Forward and forward+backward of a Linear with each adapter (base frozen, input requiring grad), "
-      "then the time to merge GSOFT into RoBERTa-base's 72 layers, structured vs dense Q");
+      "Forward and forward+backward (median and worst) of a Linear and of a 3x3 Conv2d with each adapter (base\n"
+      "frozen, input requiring grad), then the time to merge GSOFT into RoBERTa-base's 72 layers, structured vs dense Q");
   acmd->add_option("--rows", ad->rows, "Batch rows")->capture_default_str()->check(CLI::PositiveNumber);
   acmd->add_option("--features", ad->features, "in = out features (divisible by 16)")->capture_default_str()
       ->check(CLI::PositiveNumber);
   acmd->add_option("--min-seconds", ad->min_seconds, "Minimum timed seconds per measurement")->capture_default_str()
       ->check(CLI::PositiveNumber);
   acmd->add_flag("!--no-merge", ad->merge, "Skip the merge benchmark");
+  acmd->add_flag("!--no-conv", ad->conv, "Skip the Conv2d benchmark");
   runners.push_back({acmd, [ad] { run_bench_adapters(*ad); }});
 
   setup_bench_train(bench, runners);

@@ -2,13 +2,20 @@
 // Wall-clock timing for the bench commands: warm up, then take the median of repeated runs.
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <vector>
 
 namespace gsoft::cli {
 
-// Median milliseconds of fn() over at least min_reps runs and at least min_seconds in total.
+// Median and worst milliseconds of fn() over at least min_reps runs and at least min_seconds in
+// total (the worst shows what a busy machine does to a step).
+struct Timing {
+  double median = 0, worst = 0;
+  int64_t reps = 0;
+};
+
 template <typename F>
-double median_ms(F&& fn, int warmup = 2, int min_reps = 5, double min_seconds = 0.3) {
+Timing time_ms(F&& fn, int warmup = 2, int min_reps = 5, double min_seconds = 0.3) {
   for (int i = 0; i < warmup; ++i) fn();
   std::vector<double> ms;
   double total = 0;
@@ -21,7 +28,12 @@ double median_ms(F&& fn, int warmup = 2, int min_reps = 5, double min_seconds = 
     if (ms.size() >= 200) break;
   }
   std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
+  return {ms[ms.size() / 2], ms.back(), static_cast<int64_t>(ms.size())};
+}
+
+template <typename F>
+double median_ms(F&& fn, int warmup = 2, int min_reps = 5, double min_seconds = 0.3) {
+  return time_ms(fn, warmup, min_reps, min_seconds).median;
 }
 
 }  // namespace gsoft::cli

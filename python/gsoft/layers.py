@@ -156,7 +156,8 @@ class DoubleGSOFTLinear(AdaptedLinear):
 class AdaptedConv2d(_Adapted):
     """A torch.nn.Conv2d with any gsoft adapter. The adapter sees the weight as a matrix
     out x (in * kh * kw) and each input patch as a row, so the adapted layer is exactly conv2d with
-    the merged weight. Grouped convolutions and padding other than explicit zeros are refused."""
+    the merged weight, and it trains as conv2d with the adapted weight. Grouped convolutions and
+    padding other than explicit zeros are refused."""
 
     def __init__(self, base: nn.Conv2d, config, name="layer"):
         super().__init__()
@@ -179,6 +180,11 @@ class AdaptedConv2d(_Adapted):
             return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"AdaptedConv2d: expected input (N, {self.in_channels}, H, W), got {list(x.shape)}")
+        # Convolving with the adapted weight W' costs one pass over the weight's rows; running the
+        # adapter on the patches costs one over k*k times the input (kept for LoRA's dropout).
+        w = self._adapter.adapted_weight(self._weight_matrix(), self.training)
+        if w is not None:
+            return F.conv2d(x, w.reshape(self.weight.shape), self.bias, self.stride, self.padding, self.dilation)
         n = x.shape[0]
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
         h_out = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1

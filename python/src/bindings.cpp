@@ -132,6 +132,7 @@ PYBIND11_MODULE(_C, m) {
              py::gil_scoped_release release;
              return a.forward(x, weight, bias.value_or(torch::Tensor()), training);
            }, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("training"))
+      .def("adapted_weight", &LinearAdapter::adapted_weight, py::arg("weight"), py::arg("training"))
       .def("merged_weight", &LinearAdapter::merged_weight, py::arg("weight"))
       .def("unmerged_weight", &LinearAdapter::unmerged_weight, py::arg("merged"));
   m.def("make_linear_adapter", [](const std::string& config, int64_t in, int64_t out, const std::string& name) {

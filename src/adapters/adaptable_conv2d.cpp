@@ -56,6 +56,11 @@ torch::Tensor AdaptableConv2dImpl::forward(const torch::Tensor& x) {
   }
   GSOFT_CHECK(x.dim() == 4 && x.size(1) == options.in_channels(), "AdaptableConv2d: expected input (N, ",
               options.in_channels(), ", H, W), got ", format_shape(x.sizes()));
+  // The adapted weight W' (out x C*kh*kw) costs one pass over the weight's rows, where running
+  // the adapter on the input costs one over every patch (k*k times the input): convolve with W'.
+  if (const torch::Tensor w = adapter_->adapted_weight(weight_matrix(), is_training()); w.defined())
+    return F::detail::conv2d(x, w.reshape(weight.sizes()), bias, options.stride(), options.padding(), options.dilation(),
+                             options.groups());
   const auto k = options.kernel_size();
   const auto s = options.stride(), d = options.dilation();
   const auto p = *c10::get_if<torch::ExpandingArray<2>>(&options.padding());
@@ -64,7 +69,7 @@ torch::Tensor AdaptableConv2dImpl::forward(const torch::Tensor& x) {
   const int64_t w_out = (x.size(3) + 2 * p->at(1) - d->at(1) * (k->at(1) - 1) - 1) / s->at(1) + 1;
   GSOFT_CHECK(h_out >= 1 && w_out >= 1, "AdaptableConv2d: input ", format_shape(x.sizes()),
               " is smaller than the dilated kernel");
-  // patches: (N, C*kh*kw, L) -> rows (N, L, C*kh*kw) through the adapter -> (N, L, out)
+  // LoRA with dropout: patches (N, C*kh*kw, L) -> rows (N, L, C*kh*kw) through the adapter.
   auto patches = F::unfold(x, F::UnfoldFuncOptions({k->at(0), k->at(1)})
                                   .dilation({d->at(0), d->at(1)})
                                   .padding({p->at(0), p->at(1)})

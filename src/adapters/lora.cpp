@@ -26,15 +26,14 @@ class LoRAAdapter : public LinearAdapter {
     auto h = dropout_ > 0 ? torch::dropout(x, dropout_, training) : x;
     return base + scaling_ * F::linear(F::linear(h, A_), B_);
   }
-  torch::Tensor merged_weight(const torch::Tensor& weight) const override {
-    torch::NoGradGuard g;
-    return weight.to(torch::kFloat32) + scaling_ * torch::matmul(B_, A_);
+  torch::Tensor adapted_weight(const torch::Tensor& weight, bool training) const override {
+    if (training && dropout_ > 0) return {};
+    return weight + scaling_ * torch::matmul(B_, A_).to(weight.scalar_type());
   }
   torch::Tensor unmerged_weight(const torch::Tensor& merged) const override {
     torch::NoGradGuard g;
     return merged.to(torch::kFloat32) - scaling_ * torch::matmul(B_, A_);
   }
-
 
  protected:
   Slots slots() override { return {{"lora_A.weight", &A_}, {"lora_B.weight", &B_}}; }

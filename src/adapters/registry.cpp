@@ -1,4 +1,6 @@
 // The one place that lists the adapter methods.
+#include <torch/utils.h>
+
 #include "gsoft/core/error.h"
 #include "methods.h"
 
@@ -29,6 +31,11 @@ void LinearAdapter::set_parameter(const std::string& name, const torch::Tensor& 
   std::string list;
   for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
   GSOFT_CHECK(false, to_string(method()), " adapter has no tensor '", name, "'; it has: ", list);
+}
+
+torch::Tensor LinearAdapter::merged_weight(const torch::Tensor& weight) const {
+  torch::NoGradGuard no_grad;
+  return adapted_weight(weight.to(torch::kFloat32), /*training=*/false).contiguous();
 }
 
 int64_t LinearAdapter::num_parameters() const {

@@ -23,6 +23,13 @@ std::vector<torch::Tensor> as_float(const std::vector<torch::Tensor>& blocks) {
   return out;
 }
 
+// The blocks in the weight's dtype (a float64 adapter on a float32 layer, or the reverse).
+std::vector<torch::Tensor> cast(const std::vector<torch::Tensor>& blocks, const torch::Tensor& like) {
+  std::vector<torch::Tensor> out;
+  for (const auto& b : blocks) out.push_back(b.to(like.scalar_type()));
+  return out;
+}
+
 class RotationAdapter : public LinearAdapter {
  public:
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& weight,
@@ -35,12 +42,11 @@ class RotationAdapter : public LinearAdapter {
   }
 
   // W' = diag(s) Q_out W Q_in, through the structured apply on the rows of W (never a dense Q).
-  torch::Tensor merged_weight(const torch::Tensor& weight) const override {
-    torch::NoGradGuard no_grad;
-    auto m = functional::gs_apply_transpose(in_chain_, weight.to(torch::kFloat32), as_float(in_blocks()));
-    if (has_out_) m = functional::gs_apply(out_chain_, m.t(), as_float(out_blocks())).t();
-    if (auto s = scale(); s.defined()) m = s.to(torch::kFloat32).unsqueeze(1) * m;
-    return m.contiguous();
+  torch::Tensor adapted_weight(const torch::Tensor& weight, bool /*training*/) const override {
+    auto m = functional::gs_apply_transpose(in_chain_, weight, cast(in_blocks(), weight));
+    if (has_out_) m = functional::gs_apply(out_chain_, m.t(), cast(out_blocks(), weight)).t();
+    if (auto s = scale(); s.defined()) m = s.to(weight.scalar_type()).unsqueeze(1) * m;
+    return m;
   }
 
   // W = Q_out^-1 diag(s)^-1 W' Q_in^-1, with block inverses (exact for every block map).

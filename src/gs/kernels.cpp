@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -38,6 +39,22 @@ std::unique_ptr<T[], FreeDeleter> aligned_buffer(int64_t count) {
   void* p = std::aligned_alloc(64, std::max<size_t>(bytes, 64));
   if (!p) throw std::bad_alloc();
   return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
+}
+
+// Runs work(item, thread_state) for items [0, count) on libtorch's pool, handing out items one at
+// a time from a shared counter rather than as fixed shares: on a busy machine a thread that the
+// OS holds back delays only the item it is on while the others take the rest, where a fixed half
+// would leave the whole step waiting for it. make_state() builds each thread's scratch once.
+template <typename MakeState, typename Work>
+void for_each_item(int64_t count, MakeState make_state, Work work) {
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), count));
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    auto state = make_state();
+    for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < count;
+         i = next.fetch_add(1, std::memory_order_relaxed))
+      work(i, state);
+  });
 }
 
 #if GSOFT_AVX512
@@ -381,27 +398,37 @@ void forward_impl(const ChainPlan& plan, const T* const* blocks, const T* x, T* 
   const int64_t bd = max_block_dim(plan);
   std::vector<std::vector<T>> bt;
   for (int64_t s = 0; s < m; ++s) bt.push_back(transpose_blocks(plan.factors[s], blocks[s]));
-  at::parallel_for(0, ntiles, 1, [&](int64_t begin, int64_t end) {
-    auto a = aligned_buffer<T>(width * L);
-    auto b = aligned_buffer<T>(width * L);
-    std::vector<const T*> src(static_cast<size_t>(bd));
-    std::vector<T*> dst(static_cast<size_t>(bd));
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t r0 = tile * L;
-      const int64_t tt = std::min<int64_t>(L, rows - r0);
-      load_tile<T, L>(x + r0 * plan.in_features, plan.in_features, tt, a.get());
-      T* cur = a.get();
-      T* nxt = b.get();
-      for (int64_t s = 0; s < m; ++s) {
-        // The last factor writes straight into output order: y[i] = z[sigma_m(i)].
-        const int64_t* out_index = s + 1 == m ? plan.out_inverse.data() : nullptr;
-        factor_forward<T, L>(plan.factors[s], bt[s].data(), plan.sigma[s], cur, nxt, out_index,
-                             src.data(), dst.data());
-        std::swap(cur, nxt);
-      }
-      store_tile<T, L>(cur, plan.out_features, tt, y + r0 * plan.out_features);
-    }
-  });
+  struct Scratch {
+    std::unique_ptr<T[], FreeDeleter> a, b;
+    std::vector<const T*> src;
+    std::vector<T*> dst;
+  };
+  // Items of a few tiles each: small enough to balance, large enough to amortise the counter.
+  const int64_t per_item = std::max<int64_t>(1, ntiles / (16 * std::max(1, at::get_num_threads())));
+  const int64_t items = (ntiles + per_item - 1) / per_item;
+  for_each_item(
+      items,
+      [&] {
+        return Scratch{aligned_buffer<T>(width * L), aligned_buffer<T>(width * L),
+                       std::vector<const T*>(static_cast<size_t>(bd)), std::vector<T*>(static_cast<size_t>(bd))};
+      },
+      [&](int64_t item, Scratch& w) {
+        for (int64_t tile = item * per_item; tile < std::min(ntiles, (item + 1) * per_item); ++tile) {
+          const int64_t r0 = tile * L;
+          const int64_t tt = std::min<int64_t>(L, rows - r0);
+          load_tile<T, L>(x + r0 * plan.in_features, plan.in_features, tt, w.a.get());
+          T* cur = w.a.get();
+          T* nxt = w.b.get();
+          for (int64_t s = 0; s < m; ++s) {
+            // The last factor writes straight into output order: y[i] = z[sigma_m(i)].
+            const int64_t* out_index = s + 1 == m ? plan.out_inverse.data() : nullptr;
+            factor_forward<T, L>(plan.factors[s], bt[s].data(), plan.sigma[s], cur, nxt, out_index, w.src.data(),
+                                 w.dst.data());
+            std::swap(cur, nxt);
+          }
+          store_tile<T, L>(cur, plan.out_features, tt, y + r0 * plan.out_features);
+        }
+      });
 }
 
 template <typename T, int L>
@@ -411,60 +438,78 @@ void backward_impl(const ChainPlan& plan, const T* const* blocks, const T* x, co
   const int64_t width = max_width(plan);
   const int64_t m = static_cast<int64_t>(plan.factors.size());
   const int64_t bd = max_block_dim(plan);
-  const int64_t nchunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), ntiles));
-  // Per-chunk partial block gradients, summed in chunk order afterwards (deterministic).
+  int64_t block_numel = 0;
+  for (const auto& f : plan.factors) block_numel += f.numel();
+  // Chunks of tiles, each with its own partial block gradients summed in chunk order afterwards:
+  // deterministic whichever thread takes which chunk. Several chunks per thread let idle threads
+  // take over from one the OS holds back; the partials' memory caps their number.
+  const int64_t threads = std::max(1, at::get_num_threads());
+  const int64_t cap = std::max<int64_t>(threads, (int64_t{16} << 20) / std::max<int64_t>(1, block_numel * sizeof(T)));
+  const int64_t nchunks = std::max<int64_t>(1, std::min({ntiles, 4 * threads, cap}));
   std::vector<std::vector<T>> partial(static_cast<size_t>(nchunks * m));
   std::vector<std::vector<T>> bt;
   for (int64_t s = 0; s < m; ++s) bt.push_back(transpose_blocks(plan.factors[s], blocks[s]));
-  at::parallel_for(0, nchunks, 1, [&](int64_t cbegin, int64_t cend) {
-    // acts[s]: the input buffer of factor s (its gather happens by index).
-    std::vector<std::unique_ptr<T[], FreeDeleter>> acts;
-    for (int64_t s = 0; s < m; ++s) acts.push_back(aligned_buffer<T>(width * L));
-    auto g_a = aligned_buffer<T>(width * L);
-    auto g_b = aligned_buffer<T>(width * L);
-    std::vector<const T*> src(static_cast<size_t>(bd)), grows(static_cast<size_t>(bd));
-    std::vector<T*> dst(static_cast<size_t>(bd));
-    auto scratch = aligned_buffer<T>(bd * L);
-    for (int64_t chunk = cbegin; chunk < cend; ++chunk) {
-      std::vector<T*> gB(static_cast<size_t>(m));
-      for (int64_t s = 0; s < m; ++s) {
-        auto& p = partial[static_cast<size_t>(chunk * m + s)];
-        p.assign(static_cast<size_t>(plan.factors[s].numel()), T(0));
-        gB[s] = p.data();
-      }
-      const int64_t t0 = chunk * ntiles / nchunks, t1 = (chunk + 1) * ntiles / nchunks;
-      for (int64_t tile = t0; tile < t1; ++tile) {
-        const int64_t r0 = tile * L;
-        const int64_t tt = std::min<int64_t>(L, rows - r0);
-        load_tile<T, L>(x + r0 * plan.in_features, plan.in_features, tt, acts[0].get());
-        for (int64_t s = 0; s + 1 < m; ++s)
-          factor_forward<T, L>(plan.factors[s], bt[s].data(), plan.sigma[s], acts[s].get(),
-                               acts[s + 1].get(), nullptr, src.data(), dst.data());
-        load_tile<T, L>(gy + r0 * plan.out_features, plan.out_features, tt, g_a.get());
-        T* gcur = g_a.get();
-        T* gnext = g_b.get();
-        for (int64_t s = m - 1; s >= 0; --s) {
-          // y = P_m z, so the last factor's output gradient row j is gy row sigma_m^-1(j).
-          const int64_t* gout_index = s + 1 == m ? plan.out_inverse.data() : nullptr;
-          const bool need_in = s > 0 || gx != nullptr;
-          factor_backward<T, L>(plan.factors[s], blocks[s], plan.sigma[s], acts[s].get(), gcur,
-                                gout_index, gB[s], need_in ? gnext : nullptr, src.data(),
-                                grows.data(), dst.data(), scratch.get());
-          std::swap(gcur, gnext);
+  struct Scratch {
+    std::vector<std::unique_ptr<T[], FreeDeleter>> acts;  // acts[s]: factor s's input (gathered by index)
+    std::unique_ptr<T[], FreeDeleter> g_a, g_b, scratch;
+    std::vector<const T*> src, grows;
+    std::vector<T*> dst;
+  };
+  for_each_item(
+      nchunks,
+      [&] {
+        Scratch w;
+        for (int64_t s = 0; s < m; ++s) w.acts.push_back(aligned_buffer<T>(width * L));
+        w.g_a = aligned_buffer<T>(width * L);
+        w.g_b = aligned_buffer<T>(width * L);
+        w.scratch = aligned_buffer<T>(bd * L);
+        w.src.resize(static_cast<size_t>(bd));
+        w.grows.resize(static_cast<size_t>(bd));
+        w.dst.resize(static_cast<size_t>(bd));
+        return w;
+      },
+      [&](int64_t chunk, Scratch& w) {
+        std::vector<T*> gB(static_cast<size_t>(m));
+        for (int64_t s = 0; s < m; ++s) {
+          auto& p = partial[static_cast<size_t>(chunk * m + s)];
+          p.assign(static_cast<size_t>(plan.factors[s].numel()), T(0));
+          gB[s] = p.data();
         }
-        if (gx) store_tile<T, L>(gcur, plan.in_features, tt, gx + r0 * plan.in_features);
-      }
-    }
-  });
+        const int64_t t0 = chunk * ntiles / nchunks, t1 = (chunk + 1) * ntiles / nchunks;
+        for (int64_t tile = t0; tile < t1; ++tile) {
+          const int64_t r0 = tile * L;
+          const int64_t tt = std::min<int64_t>(L, rows - r0);
+          load_tile<T, L>(x + r0 * plan.in_features, plan.in_features, tt, w.acts[0].get());
+          for (int64_t s = 0; s + 1 < m; ++s)
+            factor_forward<T, L>(plan.factors[s], bt[s].data(), plan.sigma[s], w.acts[s].get(), w.acts[s + 1].get(),
+                                 nullptr, w.src.data(), w.dst.data());
+          load_tile<T, L>(gy + r0 * plan.out_features, plan.out_features, tt, w.g_a.get());
+          T* gcur = w.g_a.get();
+          T* gnext = w.g_b.get();
+          for (int64_t s = m - 1; s >= 0; --s) {
+            // y = P_m z, so the last factor's output gradient row j is gy row sigma_m^-1(j).
+            const int64_t* gout_index = s + 1 == m ? plan.out_inverse.data() : nullptr;
+            const bool need_in = s > 0 || gx != nullptr;
+            factor_backward<T, L>(plan.factors[s], blocks[s], plan.sigma[s], w.acts[s].get(), gcur, gout_index, gB[s],
+                                  need_in ? gnext : nullptr, w.src.data(), w.grows.data(), w.dst.data(),
+                                  w.scratch.get());
+            std::swap(gcur, gnext);
+          }
+          if (gx) store_tile<T, L>(gcur, plan.in_features, tt, gx + r0 * plan.in_features);
+        }
+      });
   for (int64_t s = 0; s < m; ++s) {
     if (!grad_blocks[s]) continue;
-    const size_t count = static_cast<size_t>(plan.factors[s].numel());
+    const int64_t count = plan.factors[s].numel();
     T* out = grad_blocks[s];
-    std::fill(out, out + count, T(0));
-    for (int64_t c = 0; c < nchunks; ++c) {
-      const auto& p = partial[static_cast<size_t>(c * m + s)];
-      for (size_t k = 0; k < count; ++k) out[k] += p[k];
-    }
+    // Each element sums its chunks in chunk order; elements split across threads.
+    at::parallel_for(0, count, 4096, [&](int64_t k0, int64_t k1) {
+      std::fill(out + k0, out + k1, T(0));
+      for (int64_t c = 0; c < nchunks; ++c) {
+        const T* p = partial[static_cast<size_t>(c * m + s)].data();
+        for (int64_t k = k0; k < k1; ++k) out[k] += p[k];
+      }
+    });
   }
 }
 

@@ -1,6 +1,9 @@
 #include "gsoft/ortho/block_maps.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
+
+#include <vector>
 
 #include "gsoft/core/error.h"
 
@@ -42,8 +45,119 @@ torch::Tensor skew(const torch::Tensor& a) {
   return 0.5 * (a - a.transpose(-1, -2));
 }
 
+namespace {
+
+// The Cayley map on CPU, all blocks in one parallel loop (LAPACK's batched solve costs a call and,
+// with OpenBLAS's OpenMP build, a thread-team start per block; on a busy machine each start can
+// wait for a time slice). With M = I - S and N = M^-1:
+//   C = (I + S) N = N (I + S) = 2N - I,
+//   dC = 2 dN = 2 N dS N, so dL/dS = 2 N^T G N^T and, through S = (A - A^T)/2,
+//   dL/dA = T - T^T with T = N^T G N^T.
+// M's symmetric part is I (positive definite), so LU without pivoting is stable here.
+template <typename T>
+void invert_i_minus_skew(const T* a, int64_t b, T* n, T* lu) {
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t j = 0; j < b; ++j) lu[i * b + j] = (i == j ? T(1) : T(0)) - T(0.5) * (a[i * b + j] - a[j * b + i]);
+  for (int64_t p = 0; p < b; ++p) {  // LU in place: L unit lower (below the diagonal), U upper
+    const T inv = T(1) / lu[p * b + p];
+    for (int64_t i = p + 1; i < b; ++i) {
+      const T l = lu[i * b + p] * inv;
+      lu[i * b + p] = l;
+      T* ri = lu + i * b;
+      const T* rp = lu + p * b;
+      for (int64_t j = p + 1; j < b; ++j) ri[j] -= l * rp[j];
+    }
+  }
+  for (int64_t i = 0; i < b * b; ++i) n[i] = T(0);
+  for (int64_t i = 0; i < b; ++i) n[i * b + i] = T(1);
+  for (int64_t i = 0; i < b; ++i)  // L Y = I, row by row; row p of Y is zero past column p
+    for (int64_t p = 0; p < i; ++p) {
+      const T l = lu[i * b + p];
+      for (int64_t j = 0; j <= p; ++j) n[i * b + j] -= l * n[p * b + j];
+    }
+  for (int64_t i = b - 1; i >= 0; --i) {  // U N = Y
+    T* ri = n + i * b;
+    for (int64_t p = i + 1; p < b; ++p) {
+      const T u = lu[i * b + p];
+      const T* rp = n + p * b;
+      for (int64_t j = 0; j < b; ++j) ri[j] -= u * rp[j];
+    }
+    const T inv = T(1) / lu[i * b + i];
+    for (int64_t j = 0; j < b; ++j) ri[j] *= inv;
+  }
+}
+
+// out = X Y for b x b row-major matrices (rows of Y streamed: the inner loop vectorises).
+template <typename T>
+void matmul_square(const T* x, const T* y, int64_t b, T* out) {
+  for (int64_t i = 0; i < b * b; ++i) out[i] = T(0);
+  for (int64_t i = 0; i < b; ++i)
+    for (int64_t k = 0; k < b; ++k) {
+      const T xik = x[i * b + k];
+      const T* yk = y + k * b;
+      T* oi = out + i * b;
+      for (int64_t j = 0; j < b; ++j) oi[j] += xik * yk[j];
+    }
+}
+
+class CayleyFunction : public torch::autograd::Function<CayleyFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& a) {
+    const auto a3 = a.reshape({-1, a.size(-1), a.size(-1)}).contiguous();
+    const int64_t k = a3.size(0), b = a3.size(-1);
+    auto n = torch::empty_like(a3);
+    auto c = torch::empty_like(a3);
+    AT_DISPATCH_FLOATING_TYPES(a3.scalar_type(), "cayley", [&] {
+      const scalar_t* pa = a3.data_ptr<scalar_t>();
+      scalar_t* pn = n.data_ptr<scalar_t>();
+      scalar_t* pc = c.data_ptr<scalar_t>();
+      at::parallel_for(0, k, 1, [&](int64_t i0, int64_t i1) {
+        std::vector<scalar_t> lu(static_cast<size_t>(b * b));
+        for (int64_t i = i0; i < i1; ++i) {
+          invert_i_minus_skew(pa + i * b * b, b, pn + i * b * b, lu.data());
+          for (int64_t j = 0; j < b * b; ++j) pc[i * b * b + j] = 2 * pn[i * b * b + j] - (j % (b + 1) == 0 ? 1 : 0);
+        }
+      });
+    });
+    ctx->save_for_backward({n});
+    return c.view(a.sizes());
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto n = ctx->get_saved_variables()[0];
+    const int64_t k = n.size(0), b = n.size(-1);
+    const auto g = grads[0].reshape({k, b, b}).contiguous();
+    auto ga = torch::empty_like(n);
+    AT_DISPATCH_FLOATING_TYPES(n.scalar_type(), "cayley_backward", [&] {
+      const scalar_t* pn = n.data_ptr<scalar_t>();
+      const scalar_t* pg = g.data_ptr<scalar_t>();
+      scalar_t* po = ga.data_ptr<scalar_t>();
+      at::parallel_for(0, k, 1, [&](int64_t i0, int64_t i1) {
+        std::vector<scalar_t> nt(static_cast<size_t>(b * b)), u(nt.size()), t(nt.size());
+        for (int64_t i = i0; i < i1; ++i) {
+          const scalar_t* ni = pn + i * b * b;
+          for (int64_t r = 0; r < b; ++r)
+            for (int64_t q = 0; q < b; ++q) nt[r * b + q] = ni[q * b + r];
+          matmul_square(nt.data(), pg + i * b * b, b, u.data());  // N^T G
+          matmul_square(u.data(), nt.data(), b, t.data());        // N^T G N^T
+          scalar_t* oi = po + i * b * b;
+          for (int64_t r = 0; r < b; ++r)
+            for (int64_t q = 0; q < b; ++q) oi[r * b + q] = t[r * b + q] - t[q * b + r];
+        }
+      });
+    });
+    return {ga.view(grads[0].sizes())};
+  }
+};
+
+}  // namespace
+
 torch::Tensor cayley(const torch::Tensor& a) {
   check_square(a, "cayley");
+  if (a.device().is_cpu() && (a.scalar_type() == torch::kFloat32 || a.scalar_type() == torch::kFloat64) &&
+      a.numel() > 0)
+    return CayleyFunction::apply(a);
   auto s = skew(a);
   auto eye = eye_like(a);
   // (I+S) and (I-S) commute, so (I+S)(I-S)^-1 = (I-S)^-1 (I+S): one batched solve.

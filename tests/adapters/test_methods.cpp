@@ -280,10 +280,40 @@ TEST_P(AdapterMethodConv, MergedConvEqualsAdaptedConv) {
   EXPECT_LT(rel_diff(net.layer(x).detach(), adapted), 1e-5);
   net.layer->unmerge();
   EXPECT_LT(max_abs_diff(net.layer->weight.detach(), w0), 1e-5);
-  // Gradients reach the adapter through the patch path.
+  // Gradients reach the adapter through the adapted weight.
   net.layer(x).sum().backward();
   for (const auto& [name, t] : net.layer->adapter()->named_parameters()) EXPECT_TRUE(t.grad().defined()) << name;
   EXPECT_FALSE(net.layer->weight.grad().defined());
+}
+
+// The convolution trains through the adapted weight W'; the definition runs the adapter on every
+// patch row. Both give the same output and the same adapter gradients (float64).
+TEST_P(AdapterMethodConv, AdaptedWeightPathEqualsAdapterOnPatches) {
+  ConvNet net;
+  auto cfg = GetParam().config;
+  cfg.init_weights = false;
+  inject_adapters(net, cfg);
+  net.to(torch::kFloat64);
+  const auto x = torch::randn({3, 4, 6, 11}, torch::kFloat64);
+  const auto target = torch::randn_like(net.layer(x));
+  auto grads = [&](const torch::Tensor& y) {
+    for (const auto& [name, t] : net.layer->adapter()->named_parameters()) t.mutable_grad() = torch::Tensor();
+    (y * target).sum().backward();
+    std::vector<torch::Tensor> g;
+    for (const auto& [name, t] : net.layer->adapter()->named_parameters()) g.push_back(t.grad().clone());
+    return g;
+  };
+  const auto y = net.layer(x);
+  const auto g = grads(y);
+  namespace F = torch::nn::functional;
+  const auto patches = F::unfold(x, F::UnfoldFuncOptions({2, 4}).dilation({1, 2}).padding({1, 2}).stride({2, 1}));
+  const auto rows = net.layer->adapter()->forward(patches.transpose(1, 2), net.layer->weight.view({kOut, -1}),
+                                                  net.layer->bias, /*training=*/true);
+  const auto ref = rows.transpose(1, 2).reshape(y.sizes());
+  EXPECT_LT(rel_diff(y.detach(), ref.detach()), 1e-12);
+  const auto gref = grads(ref);
+  ASSERT_EQ(g.size(), gref.size());
+  for (size_t i = 0; i < g.size(); ++i) EXPECT_LT(rel_diff(g[i], gref[i]), 1e-10) << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, AdapterMethodConv, ::testing::ValuesIn(gsoft::test::method_cases()),

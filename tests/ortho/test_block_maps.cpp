@@ -18,6 +18,45 @@ TEST(BlockMaps, CayleyMatchesFormulaAndIsOrthogonal) {
   EXPECT_TRUE(torch::equal(functional::skew(A), S));
 }
 
+// The CPU Cayley map has its own batched LU and backward; the reference is (I + S)(I - S)^-1 by
+// libtorch's inverse with autograd's gradient, in float64, for block sizes 1 to 128 and a
+// (2, 3, b, b) batch.
+TEST(BlockMaps, CayleyKernelMatchesTheInverseFormulaInValueAndGradient) {
+  for (int64_t b : {1, 2, 3, 7, 16, 33, 64, 128}) {
+    const std::vector<int64_t> shape = b == 7 ? std::vector<int64_t>{2, 3, b, b} : std::vector<int64_t>{3, b, b};
+    auto A = (2.0 / std::sqrt(static_cast<double>(b)) * torch::randn(shape, torch::kFloat64)).requires_grad_(true);
+    auto Aref = A.detach().clone().requires_grad_(true);
+    const auto I = torch::eye(b, torch::kFloat64);
+    const auto S = 0.5 * (Aref - Aref.transpose(-1, -2));
+    const auto expect = torch::matmul(I + S, torch::inverse(I - S));
+    const auto C = functional::cayley(A);
+    EXPECT_LT(max_abs_diff(C, expect), 1e-11) << "b=" << b;
+    EXPECT_LT(functional::orthogonality_error(C.reshape({-1, b, b})), 1e-11) << "b=" << b;
+    const auto G = torch::randn(shape, torch::kFloat64);
+    (C * G).sum().backward();
+    (expect * G).sum().backward();
+    EXPECT_LT(max_abs_diff(A.grad(), Aref.grad()), 1e-10 * std::max(1.0, Aref.grad().abs().max().item<double>()))
+        << "b=" << b;
+    // float32 follows float64 to single precision.
+    const auto Cf = functional::cayley(A.detach().to(torch::kFloat32));
+    EXPECT_LT(max_abs_diff(Cf.to(torch::kFloat64), C.detach()), 2e-5) << "b=" << b;
+  }
+  // Central finite differences in float64, every entry of a (2, 5, 5) batch.
+  auto A = torch::randn({2, 5, 5}, torch::kFloat64).requires_grad_(true);
+  const auto G = torch::randn({2, 5, 5}, torch::kFloat64);
+  (functional::cayley(A) * G).sum().backward();
+  auto flat = A.detach().clone().view(-1);
+  const double h = 1e-6;
+  for (int64_t i = 0; i < flat.numel(); ++i) {
+    auto p = flat.clone(), m = flat.clone();
+    p[i] += h;
+    m[i] -= h;
+    const double fd = ((functional::cayley(p.view({2, 5, 5})) * G).sum().item<double>() -
+                       (functional::cayley(m.view({2, 5, 5})) * G).sum().item<double>()) / (2 * h);
+    EXPECT_NEAR(A.grad().view(-1)[i].item<double>(), fd, 1e-7) << i;
+  }
+}
+
 TEST(BlockMaps, ExpIsOrthogonalAndMatchesSeries) {
   auto A = 0.3 * torch::randn({4, 5, 5}, torch::kFloat64);
   auto S = functional::skew(A);

@@ -28,8 +28,13 @@ class LinearAdapter {
   // x: (..., in) -> (..., out), the adapted layer's output. `training` switches dropout.
   virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& weight,
                                 const torch::Tensor& bias, bool training) const = 0;
-  // The weight W' with linear(x, W', b) == forward(x, W, b). Computed without autograd.
-  virtual torch::Tensor merged_weight(const torch::Tensor& weight) const = 0;
+  // The weight W' with linear(x, W', b) == forward(x, W, b), as a differentiable function of the
+  // adapter's tensors: a layer whose input rows are costly (a convolution's patches, k*k times the
+  // input) trains through W' instead of running the adapter on every row. Undefined when forward
+  // is not linear(x, W', b) for one W' (LoRA's dropout while training).
+  virtual torch::Tensor adapted_weight(const torch::Tensor& weight, bool training) const = 0;
+  // adapted_weight in float32 without autograd: what merge folds into the layer.
+  torch::Tensor merged_weight(const torch::Tensor& weight) const;
   // Inverse of merged_weight.
   virtual torch::Tensor unmerged_weight(const torch::Tensor& merged) const = 0;
   int64_t num_parameters() const;

@@ -1,0 +1,104 @@
+"""python3 -m gsoft.memory: the activation bytes each adapted layer keeps for the backward, per
+token, measured from the autograd graph and set beside the formula.
+
+    PYTHONPATH=build/python python3 -m gsoft.memory [--rows 4096] [--features 768] [--json]
+
+A Linear in -> out (frozen weight and bias, input requiring grad as inside a network) runs one
+forward under torch.autograd.graph.saved_tensors_hooks, which sees every tensor any autograd node
+saves, the C++ adapters' own nodes included. Tensors that share storage count once; parameters
+(the frozen weight, the adapter's blocks) are not activations and are left out. What is left,
+measured at two row counts, splits into what grows with the batch (bytes per token: what the
+layer costs a training step per token) and what does not (per layer).
+"""
+import argparse
+import json
+
+import torch
+import torch.nn as nn
+
+import gsoft
+
+
+def _cases(n):
+    """(label, config or None, formula in floats per token, formula text) for in = out = n."""
+    def cfg(method, **kw):
+        c = {"method": method, "target_modules": ["layer"], "init_weights": False}
+        c.update(kw)
+        return c
+    return [
+        ("frozen", None, 0, "0"),
+        ("gsoft_b8", cfg("gsoft", block_size=8), 2 * n, "in + out"),
+        ("double_gsoft_b8", cfg("double_gsoft", block_size=8), 3 * n, "in + 2 out"),
+        ("oft_b16", cfg("oft", block_size=16), n, "in"),
+        ("boft_b8_m2", cfg("boft", block_size=8, boft_n_butterfly_factor=2), 2 * n, "in + out"),
+        ("boft_b8_m4", cfg("boft", block_size=8, boft_n_butterfly_factor=4), 2 * n, "in + out"),
+        ("lora_r8", cfg("lora", r=8, lora_alpha=8), n + 8, "in + r"),
+    ]
+
+
+def saved_bytes(layer, x):
+    """Bytes of distinct non-parameter storages that autograd saves during layer(x)."""
+    params = {p.data_ptr() for p in layer.parameters()}
+    seen = {}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr() if hasattr(t, "untyped_storage") else t.storage().data_ptr()
+        if t.data_ptr() not in params and ptr not in seen:
+            seen[ptr] = t.untyped_storage().nbytes() if hasattr(t, "untyped_storage") else \
+                t.storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = layer(x)
+    # The input is the previous layer's output: kept by the network whichever adapter follows.
+    x_ptr = x.untyped_storage().data_ptr() if hasattr(x, "untyped_storage") else x.storage().data_ptr()
+    kept_input = seen.pop(x_ptr, 0)
+    del y
+    return sum(seen.values()), kept_input
+
+
+def measure(rows=4096, features=768):
+    """One dict per method: bytes_per_token (what grows with the batch), of it the input's,
+    per_layer_bytes (what does not), and the formula."""
+    n = features
+    torch.manual_seed(0)
+    out = []
+    for label, config, floats, text in _cases(n):
+        base = nn.Linear(n, n)
+        base.requires_grad_(False)
+        layer = base if config is None else gsoft.AdaptedLinear(base, config, name="layer")
+        # At rows and at 2 x rows: the difference is what grows with the batch (per token), the rest
+        # is per layer (the orthogonal blocks the Cayley map made, its LU factors).
+        measured = []
+        for r in (rows, 2 * rows):
+            x = torch.randn(r, n, requires_grad=True)
+            measured.append(saved_bytes(layer, x))
+        per_token = (sum(measured[1]) - sum(measured[0])) / rows
+        input_per_token = (measured[1][1] - measured[0][1]) / rows
+        fixed = sum(measured[0]) - per_token * rows
+        out.append({"method": label, "bytes_per_token": per_token, "input_bytes_per_token": input_per_token,
+                    "per_layer_bytes": fixed, "formula": text, "formula_bytes_per_token": 4 * floats})
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=4096)
+    ap.add_argument("--features", type=int, default=768)
+    ap.add_argument("--json", action="store_true", help="one JSON object per method")
+    a = ap.parse_args(argv)
+    n, rows = a.features, a.rows
+    out = measure(rows, n)
+    if a.json:
+        for r in out:
+            print(json.dumps(r))
+        return
+    print(f"Linear {n} -> {n}, {rows} rows, float32: activation bytes saved for the backward per token")
+    print(f"{'method':<18}{'measured':>10}{'of which x':>12}{'formula':>14}{'= bytes':>9}{'per layer':>12}")
+    for r in out:
+        print(f"{r['method']:<18}{r['bytes_per_token']:>10.0f}{r['input_bytes_per_token']:>12.0f}"
+              f"{r['formula']:>14}{r['formula_bytes_per_token']:>9}{r['per_layer_bytes']:>12.0f}")
+
+
+if __name__ == "__main__":
+    main()
