@@ -37,7 +37,10 @@ class RotationAdapter : public LinearAdapter {
     auto h = functional::gs_apply(in_chain_, x, in_blocks());
     auto y = torch::nn::functional::linear(h, weight);
     if (has_out_) y = functional::gs_apply(out_chain_, y, out_blocks());
-    if (auto s = scale(); s.defined()) y = y * s;
+    const auto s = scale();
+    // One pass for scale and bias where both exist.
+    if (s.defined() && bias.defined()) return torch::addcmul(bias, y, s);
+    if (s.defined()) y = y * s;
     return bias.defined() ? y + bias : y;
   }
 

@@ -502,8 +502,9 @@ void backward_impl(const ChainPlan& plan, const T* const* blocks, const T* x, co
     if (!grad_blocks[s]) continue;
     const int64_t count = plan.factors[s].numel();
     T* out = grad_blocks[s];
-    // Each element sums its chunks in chunk order; elements split across threads.
-    at::parallel_for(0, count, 4096, [&](int64_t k0, int64_t k1) {
+    // Each element sums its chunks in chunk order. Small sums stay on this thread: a thread-team
+    // start costs more than they do, and on a busy machine it can wait for a time slice.
+    at::parallel_for(0, count, std::max<int64_t>(1, (int64_t{1} << 18) / nchunks), [&](int64_t k0, int64_t k1) {
       std::fill(out + k0, out + k1, T(0));
       for (int64_t c = 0; c < nchunks; ++c) {
         const T* p = partial[static_cast<size_t>(c * m + s)].data();
