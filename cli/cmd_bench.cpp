@@ -169,11 +169,29 @@ void bench_merge(double min_seconds) {
   std::cout << j.dump() << std::endl;
 }
 
+// Times run(x) without autograd and run(x).backward(gy) with x requiring grad (as inside a
+// network: the backward computes dx and the adapter's gradients), and prints one JSON line.
+template <typename Run>
+void bench_layer(const std::string& layer, const std::string& label, int64_t params, Run&& run, const torch::Tensor& x,
+                 const torch::Tensor& gy, double min_seconds, nlohmann::json extra) {
+  const double fwd = median_ms(
+      [&] {
+        torch::NoGradGuard g;
+        run(x);
+      },
+      2, 5, min_seconds);
+  auto xg = x.detach().requires_grad_(true);
+  const Timing fb = time_ms([&] { run(xg).backward(gy); }, 2, 5, min_seconds);
+  extra.update({{"layer", layer}, {"method", label}, {"trainable_params", params}, {"fwd_ms", fwd},
+                {"fwdbwd_ms", fb.median}, {"fwdbwd_worst_ms", fb.worst}, {"reps", fb.reps},
+                {"threads", at::get_num_threads()}});
+  std::cout << extra.dump() << std::endl;
+}
+
 // A 3 x 3 convolution of the DreamBooth UNet's middle stage (64 -> 64 channels on 16 x 16, batch
 // 8: 2,048 patches of 576 values). Adapters train through the adapted weight W'; "gsoft_b16
 // (patch rows)" times the alternative, the adapter run on every unfolded patch, for the record.
-template <typename Report>
-void bench_conv_adapters(const BenchAdaptersOptions& opt, Report& report) {
+void bench_conv_adapters(const BenchAdaptersOptions& opt) {
   namespace F = torch::nn::functional;
   const auto options = torch::nn::Conv2dOptions(64, 64, 3).padding(1);
   auto x = torch::randn({8, 64, 16, 16});
@@ -206,15 +224,7 @@ void bench_conv_adapters(const BenchAdaptersOptions& opt, Report& report) {
       const auto y = layer->adapter()->forward(patches.transpose(1, 2), layer->weight.view({64, -1}), layer->bias, true);
       return y.transpose(1, 2).reshape(gy.sizes());
     };
-    const double fwd = median_ms(
-        [&] {
-          torch::NoGradGuard g;
-          run(x);
-        },
-        2, 5, opt.min_seconds);
-    auto xg = x.detach().requires_grad_(true);
-    const Timing fwdbwd = time_ms([&] { run(xg).backward(gy); }, 2, 5, opt.min_seconds);
-    report("conv3x3", row.label, params, fwd, fwdbwd, {{"input", "8x64x16x16"}});
+    bench_layer("conv3x3", row.label, params, run, x, gy, opt.min_seconds, {{"input", "8x64x16x16"}});
   }
 }
 
@@ -234,13 +244,6 @@ void run_bench_adapters(const BenchAdaptersOptions& opt) {
                         {"lora_r8", bench_config(Method::LoRA, 0, 1, 8)}};
   auto x = torch::randn({opt.rows, n});
   auto gy = torch::randn({opt.rows, n});
-  auto report = [&](const std::string& layer, const std::string& label, int64_t params, double fwd, const Timing& fb,
-                    nlohmann::json extra) {
-    extra.update({{"layer", layer}, {"method", label}, {"trainable_params", params}, {"fwd_ms", fwd},
-                  {"fwdbwd_ms", fb.median}, {"fwdbwd_worst_ms", fb.worst}, {"reps", fb.reps},
-                  {"threads", at::get_num_threads()}});
-    std::cout << extra.dump() << std::endl;
-  };
   for (const auto& row : rows) {
     AdaptableLinear layer(n, n);
     layer->weight.set_requires_grad(false);
@@ -251,18 +254,10 @@ void run_bench_adapters(const BenchAdaptersOptions& opt) {
       layer->attach(a);
       params = a->num_parameters();
     }
-    const double fwd = median_ms(
-        [&] {
-          torch::NoGradGuard g;
-          layer(x);
-        },
-        2, 5, opt.min_seconds);
-    // x requires grad, as inside a network: backward computes dx and the adapter gradients.
-    auto xg = x.detach().requires_grad_(true);
-    const Timing fwdbwd = time_ms([&] { layer(xg).backward(gy); }, 2, 5, opt.min_seconds);
-    report("linear", row.label, params, fwd, fwdbwd, {{"rows", opt.rows}, {"features", n}});
+    bench_layer("linear", row.label, params, [&](const torch::Tensor& in) { return layer(in); }, x, gy, opt.min_seconds,
+                {{"rows", opt.rows}, {"features", n}});
   }
-  if (opt.conv) bench_conv_adapters(opt, report);
+  if (opt.conv) bench_conv_adapters(opt);
   if (opt.merge) bench_merge(opt.min_seconds);
 }
 
