@@ -8,7 +8,9 @@ forward under torch.autograd.graph.saved_tensors_hooks, which sees every tensor 
 saves, the C++ adapters' own nodes included. Tensors that share storage count once; parameters
 (the frozen weight, the adapter's blocks) are not activations and are left out. What is left,
 measured at two row counts, splits into what grows with the batch (bytes per token: what the
-layer costs a training step per token) and what does not (per layer).
+layer costs a training step per token) and what does not (per layer). Per token, the input x and
+the layer's output are shown apart from what only the layer itself keeps ("own"): the network
+keeps those two anyway wherever the neighbouring ops need them.
 """
 import argparse
 import json
@@ -42,7 +44,7 @@ def saved_bytes(layer, x):
     seen = {}
 
     def pack(t):
-        ptr = t.untyped_storage().data_ptr() if hasattr(t, "untyped_storage") else t.storage().data_ptr()
+        ptr = _storage_ptr(t)
         if t.data_ptr() not in params and ptr not in seen:
             seen[ptr] = t.untyped_storage().nbytes() if hasattr(t, "untyped_storage") else \
                 t.storage().nbytes()
@@ -50,11 +52,17 @@ def saved_bytes(layer, x):
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         y = layer(x)
-    # The input is the previous layer's output: kept by the network whichever adapter follows.
-    x_ptr = x.untyped_storage().data_ptr() if hasattr(x, "untyped_storage") else x.storage().data_ptr()
-    kept_input = seen.pop(x_ptr, 0)
+    # The input is the previous layer's output and the output is what the next op reads: a network
+    # keeps either whenever that op needs it for its own backward (a matmul, GELU), whichever
+    # adapter sits here. Both are reported apart from what only this layer keeps.
+    kept_input = seen.pop(_storage_ptr(x), 0)
+    kept_output = seen.pop(_storage_ptr(y), 0)
     del y
-    return sum(seen.values()), kept_input
+    return sum(seen.values()), kept_input, kept_output
+
+
+def _storage_ptr(t):
+    return t.untyped_storage().data_ptr() if hasattr(t, "untyped_storage") else t.storage().data_ptr()
 
 
 def measure(rows=4096, features=768):
@@ -74,9 +82,11 @@ def measure(rows=4096, features=768):
             x = torch.randn(r, n, requires_grad=True)
             measured.append(saved_bytes(layer, x))
         per_token = (sum(measured[1]) - sum(measured[0])) / rows
-        input_per_token = (measured[1][1] - measured[0][1]) / rows
         fixed = sum(measured[0]) - per_token * rows
-        out.append({"method": label, "bytes_per_token": per_token, "input_bytes_per_token": input_per_token,
+        out.append({"method": label, "bytes_per_token": per_token,
+                    "input_bytes_per_token": (measured[1][1] - measured[0][1]) / rows,
+                    "output_bytes_per_token": (measured[1][2] - measured[0][2]) / rows,
+                    "own_bytes_per_token": (measured[1][0] - measured[0][0]) / rows,
                     "per_layer_bytes": fixed, "formula": text, "formula_bytes_per_token": 4 * floats})
     return out
 
@@ -94,10 +104,12 @@ def main(argv=None):
             print(json.dumps(r))
         return
     print(f"Linear {n} -> {n}, {rows} rows, float32: activation bytes saved for the backward per token")
-    print(f"{'method':<18}{'measured':>10}{'of which x':>12}{'formula':>14}{'= bytes':>9}{'per layer':>12}")
+    print(f"{'method':<18}{'measured':>10}{'input x':>9}{'output':>8}{'own':>7}{'formula':>14}{'= bytes':>9}"
+          f"{'per layer':>11}")
     for r in out:
-        print(f"{r['method']:<18}{r['bytes_per_token']:>10.0f}{r['input_bytes_per_token']:>12.0f}"
-              f"{r['formula']:>14}{r['formula_bytes_per_token']:>9}{r['per_layer_bytes']:>12.0f}")
+        print(f"{r['method']:<18}{r['bytes_per_token']:>10.0f}{r['input_bytes_per_token']:>9.0f}"
+              f"{r['output_bytes_per_token']:>8.0f}{r['own_bytes_per_token']:>7.0f}{r['formula']:>14}"
+              f"{r['formula_bytes_per_token']:>9}{r['per_layer_bytes']:>11.0f}")
 
 
 if __name__ == "__main__":

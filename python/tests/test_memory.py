@@ -11,5 +11,8 @@ def test_saved_bytes_per_token_match_the_formulas():
     # The input is kept by every adapter (not by the frozen layer, whose backward needs only W).
     assert rows["frozen"]["input_bytes_per_token"] == 0
     assert rows["lora_r8"]["input_bytes_per_token"] == 4 * 64
-    # GSOFT keeps the pre-scale output beside the input: one `out` more than LoRA's rank r.
-    assert rows["gsoft_b8"]["bytes_per_token"] - rows["lora_r8"]["bytes_per_token"] == 4 * (64 - 8)
+    # GSOFT's scale keeps the layer's own output (what attention's matmuls and GELU keep anyway),
+    # not a tensor of its own; LoRA keeps its rank-r intermediate.
+    assert rows["gsoft_b8"]["output_bytes_per_token"] == 4 * 64
+    assert rows["gsoft_b8"]["own_bytes_per_token"] == 0
+    assert rows["lora_r8"]["own_bytes_per_token"] == 4 * 8

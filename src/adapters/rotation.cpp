@@ -30,16 +30,63 @@ std::vector<torch::Tensor> cast(const std::vector<torch::Tensor>& blocks, const 
   return out;
 }
 
+// out = s * y + b that keeps `out` for the backward instead of `y`: the op after an adapted layer
+// (attention's matmuls, GELU) usually keeps `out` anyway, so the scale costs no activation memory
+// of its own. The backward recovers y = (out - b) / s; callers use it only where no |s| is tiny.
+// ScaleShift has a bias, ScaleOnly none (an undefined tensor cannot be an autograd input here).
+torch::Tensor scale_grad(const torch::Tensor& g, const torch::Tensor& shifted, const torch::Tensor& s) {
+  const int64_t n = g.size(-1);
+  return (g.reshape({-1, n}) * shifted.reshape({-1, n})).sum(0) / s;
+}
+
+class ScaleShift : public torch::autograd::Function<ScaleShift> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& y, const torch::Tensor& s,
+                               const torch::Tensor& b) {
+    auto out = torch::addcmul(b, y, s);
+    ctx->save_for_backward({out, s, b});
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& g = grads[0];
+    return {ctx->needs_input_grad(0) ? g * saved[1] : torch::Tensor(),
+            ctx->needs_input_grad(1) ? scale_grad(g, saved[0] - saved[2], saved[1]) : torch::Tensor(),
+            ctx->needs_input_grad(2) ? g.reshape({-1, g.size(-1)}).sum(0) : torch::Tensor()};
+  }
+};
+
+class ScaleOnly : public torch::autograd::Function<ScaleOnly> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& y, const torch::Tensor& s) {
+    auto out = y * s;
+    ctx->save_for_backward({out, s});
+    return out;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& g = grads[0];
+    return {ctx->needs_input_grad(0) ? g * saved[1] : torch::Tensor(),
+            ctx->needs_input_grad(1) ? scale_grad(g, saved[0], saved[1]) : torch::Tensor()};
+  }
+};
+
 class RotationAdapter : public LinearAdapter {
  public:
+  // Below this |s| anywhere, recovering y = (out - b) / s would lose precision: keep y instead.
+  static constexpr double kMinScaleForRecompute = 1e-3;
+
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& weight,
                         const torch::Tensor& bias, bool /*training*/) const override {
     auto h = functional::gs_apply(in_chain_, x, in_blocks());
     auto y = torch::nn::functional::linear(h, weight);
     if (has_out_) y = functional::gs_apply(out_chain_, y, out_blocks());
     const auto s = scale();
-    // One pass for scale and bias where both exist.
-    if (s.defined() && bias.defined()) return torch::addcmul(bias, y, s);
+    if (s.defined() && s.requires_grad() && s.abs().min().item<double>() > kMinScaleForRecompute)
+      return bias.defined() ? ScaleShift::apply(y, s, bias) : ScaleOnly::apply(y, s);
+    if (s.defined() && bias.defined()) return torch::addcmul(bias, y, s);  // one pass for both
     if (s.defined()) y = y * s;
     return bias.defined() ? y + bias : y;
   }

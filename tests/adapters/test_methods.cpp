@@ -183,6 +183,43 @@ TEST(OFTAdapter, MatchesPEFTFormulas) {
   }
 }
 
+// GSOFT's scale keeps the layer's output for the backward and recovers s's input from it; the
+// gradients equal those of linear(x, W') with the differentiable adapted weight (float64), with and
+// without bias, and with an |s| below the recovery threshold (the plain path).
+TEST(GSOFTAdapter, ScaleRecoveredFromTheOutputGivesTheSameGradients) {
+  for (bool with_bias : {true, false})
+    for (double tiny : {0.0, 1e-5}) {
+      AdapterConfig c;
+      c.method = Method::GSOFT;
+      c.block_size = 4;
+      c.target_modules = {"layer"};
+      c.init_weights = false;
+      auto a = make_linear_adapter(c, 16, 12);
+      std::vector<torch::Tensor> params;
+      for (const auto& [name, t] : a->named_parameters()) {
+        auto d = t.detach().to(torch::kFloat64);
+        if (name == "gsoft_s" && tiny > 0) d[3] = tiny;
+        d.requires_grad_(true);
+        a->set_parameter(name, d);
+        params.push_back(d);
+      }
+      const auto x = torch::randn({5, 3, 16}, torch::kFloat64).requires_grad_(true);
+      const auto W = torch::randn({12, 16}, torch::kFloat64);
+      const auto b = with_bias ? (10 * torch::randn({12}, torch::kFloat64)).requires_grad_(true) : torch::Tensor();
+      const auto G = torch::randn({5, 3, 12}, torch::kFloat64);
+      std::vector<torch::Tensor> inputs{x};
+      inputs.insert(inputs.end(), params.begin(), params.end());
+      if (with_bias) inputs.push_back(b);
+      const auto out = a->forward(x, W, b, true);
+      const auto ref = torch::nn::functional::linear(x, a->adapted_weight(W, true), b);
+      EXPECT_LT(max_abs_diff(out, ref), 1e-10);
+      const auto g = torch::autograd::grad({(out * G).sum()}, inputs);
+      const auto gr = torch::autograd::grad({(ref * G).sum()}, inputs);
+      for (size_t i = 0; i < g.size(); ++i)
+        EXPECT_LT(rel_diff(g[i], gr[i]), 1e-9) << "input " << i << " bias " << with_bias << " tiny " << tiny;
+    }
+}
+
 TEST(LoRAAdapter, MatchesFormula) {
   auto cfg = gsoft::test::make_config(Method::LoRA);
   cfg.r = 4;
