@@ -182,15 +182,21 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
     Row r;
     r.label = label;
     r.n = static_cast<int64_t>(v.size());
+    std::vector<double> step_seconds;
     for (const auto& j : v) {
       r.subject += j["subject_fidelity"].get<double>() / r.n;
       r.ncc += j["instance_ncc"].get<double>() / r.n;
       if (j.contains("prompt_fidelity")) r.prompt += j["prompt_fidelity"].get<double>() / r.n;
       if (j.contains("seconds_per_step")) {
-        r.seconds_per_step += j["seconds_per_step"].get<double>() / r.n;
+        step_seconds.push_back(j["seconds_per_step"].get<double>());
         r.rss = std::max(r.rss, j["peak_rss_mb"].get<double>());
         r.params = j["trainable_params"].get<int64_t>();
       }
+    }
+    // The median: a run that shared the machine with other work does not move it.
+    if (!step_seconds.empty()) {
+      std::sort(step_seconds.begin(), step_seconds.end());
+      r.seconds_per_step = step_seconds[step_seconds.size() / 2];
     }
     return r;
   };
@@ -207,7 +213,7 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
      << 6 * o.n_context << " images for six contextual prompts with the class and every attribute right (CLIP-T analogue). "
      << o.eval_steps << " DDIM steps, guidance 5. Adapters on to_q, to_k, to_v, to_out.0, conv1 and conv2 (dreambooth's "
      << "default); prior-loss weight " << o.prior_loss_weight << "; batch 4 photos + 4 class images.\n\n"
-     << "| Method @ steps | Trainable params | Subject fidelity | Instance NCC | Prompt fidelity | s / step | Peak RSS (MB) |\n"
+     << "| Method @ steps | Trainable params | Subject fidelity | Instance NCC | Prompt fidelity | s / step (median) | Peak RSS (MB) |\n"
      << "|---|---|---|---|---|---|---|\n";
   char buf[320];
   for (const auto& r : rows) {
