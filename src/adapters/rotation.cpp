@@ -34,9 +34,19 @@ std::vector<torch::Tensor> cast(const std::vector<torch::Tensor>& blocks, const 
 // (attention's matmuls, GELU) usually keeps `out` anyway, so the scale costs no activation memory
 // of its own. The backward recovers y = (out - b) / s; callers use it only where no |s| is tiny.
 // ScaleShift has a bias, ScaleOnly none (an undefined tensor cannot be an autograd input here).
-torch::Tensor scale_grad(const torch::Tensor& g, const torch::Tensor& shifted, const torch::Tensor& s) {
+// Gradients of out = s * y (+ b) from the saved {out, s (, b)}: for y, for s (through the
+// recovered y = (out - b) / s) and, with a bias, for b.
+torch::autograd::variable_list scale_backward(torch::autograd::AutogradContext* ctx, const torch::Tensor& g) {
+  const auto saved = ctx->get_saved_variables();
+  const bool bias = saved.size() == 3;
   const int64_t n = g.size(-1);
-  return (g.reshape({-1, n}) * shifted.reshape({-1, n})).sum(0) / s;
+  const auto g2 = g.reshape({-1, n});
+  torch::autograd::variable_list out{ctx->needs_input_grad(0) ? g * saved[1] : torch::Tensor()};
+  out.push_back(ctx->needs_input_grad(1)
+                    ? (g2 * (bias ? saved[0] - saved[2] : saved[0]).reshape({-1, n})).sum(0) / saved[1]
+                    : torch::Tensor());
+  if (bias) out.push_back(ctx->needs_input_grad(2) ? g2.sum(0) : torch::Tensor());
+  return out;
 }
 
 class ScaleShift : public torch::autograd::Function<ScaleShift> {
@@ -49,11 +59,7 @@ class ScaleShift : public torch::autograd::Function<ScaleShift> {
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const auto& g = grads[0];
-    return {ctx->needs_input_grad(0) ? g * saved[1] : torch::Tensor(),
-            ctx->needs_input_grad(1) ? scale_grad(g, saved[0] - saved[2], saved[1]) : torch::Tensor(),
-            ctx->needs_input_grad(2) ? g.reshape({-1, g.size(-1)}).sum(0) : torch::Tensor()};
+    return scale_backward(ctx, grads[0]);
   }
 };
 
@@ -66,10 +72,7 @@ class ScaleOnly : public torch::autograd::Function<ScaleOnly> {
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const auto& g = grads[0];
-    return {ctx->needs_input_grad(0) ? g * saved[1] : torch::Tensor(),
-            ctx->needs_input_grad(1) ? scale_grad(g, saved[0], saved[1]) : torch::Tensor()};
+    return scale_backward(ctx, grads[0]);
   }
 };
 
