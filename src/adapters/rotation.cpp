@@ -17,23 +17,13 @@ std::vector<torch::Tensor> inverse_transpose(const std::vector<torch::Tensor>& b
   return out;
 }
 
-std::vector<torch::Tensor> as_float(const std::vector<torch::Tensor>& blocks) {
-  std::vector<torch::Tensor> out;
-  for (const auto& b : blocks) out.push_back(b.to(torch::kFloat32));
-  return out;
-}
-
-// The blocks in the weight's dtype (a float64 adapter on a float32 layer, or the reverse).
+// The blocks in `like`'s dtype (a float64 adapter on a float32 layer, or the reverse).
 std::vector<torch::Tensor> cast(const std::vector<torch::Tensor>& blocks, const torch::Tensor& like) {
   std::vector<torch::Tensor> out;
   for (const auto& b : blocks) out.push_back(b.to(like.scalar_type()));
   return out;
 }
 
-// out = s * y + b that keeps `out` for the backward instead of `y`: the op after an adapted layer
-// (attention's matmuls, GELU) usually keeps `out` anyway, so the scale costs no activation memory
-// of its own. The backward recovers y = (out - b) / s; callers use it only where no |s| is tiny.
-// ScaleShift has a bias, ScaleOnly none (an undefined tensor cannot be an autograd input here).
 // Gradients of out = s * y (+ b) from the saved {out, s (, b)}: for y, for s (through the
 // recovered y = (out - b) / s) and, with a bias, for b.
 torch::autograd::variable_list scale_backward(torch::autograd::AutogradContext* ctx, const torch::Tensor& g) {
@@ -49,6 +39,10 @@ torch::autograd::variable_list scale_backward(torch::autograd::AutogradContext* 
   return out;
 }
 
+// out = s * y + b that keeps `out` for the backward instead of `y`: the op after an adapted layer
+// (attention's matmuls, GELU) usually keeps `out` anyway, so the scale costs no activation memory
+// of its own. Callers use it only where no |s| is tiny. ScaleShift has a bias, ScaleOnly none (an
+// undefined tensor cannot be an autograd input here).
 class ScaleShift : public torch::autograd::Function<ScaleShift> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& y, const torch::Tensor& s,
@@ -108,8 +102,8 @@ class RotationAdapter : public LinearAdapter {
     auto m = merged.to(torch::kFloat32);
     if (auto s = scale(); s.defined()) m = m / s.to(torch::kFloat32).unsqueeze(1);
     if (has_out_)
-      m = functional::gs_apply_transpose(out_chain_, m.t(), inverse_transpose(as_float(out_blocks()))).t();
-    return functional::gs_apply(in_chain_, m, inverse_transpose(as_float(in_blocks()))).contiguous();
+      m = functional::gs_apply_transpose(out_chain_, m.t(), inverse_transpose(cast(out_blocks(), m))).t();
+    return functional::gs_apply(in_chain_, m, inverse_transpose(cast(in_blocks(), m))).contiguous();
   }
 
  protected:
