@@ -1,11 +1,15 @@
 // gsoft pretrain: masked-language-model pretraining of a BERT-style encoder on raw text, with a
 // WordPiece tokenizer learnt from the same text; writes a Hugging Face checkpoint directory.
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <sstream>
 #include <unordered_set>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "distributed.h"
 #include "gsoft/core/runtime.h"
 #include "gsoft/data/corpus.h"
 #include "gsoft/io/atomic_file.h"
@@ -26,19 +30,26 @@ struct PretrainCliOptions {
   std::string text_column = "text", out, init_embeddings;
   bool no_header = false, no_resume = false;
   int64_t vocab_size = 8000, min_frequency = 2;
+  double dropout = 0.1;
   int64_t hidden = 128, layers = 4, heads = 4, intermediate = 512, seq_len = 128;
   PretrainOptions train;
+  DistCliOptions dist;
   CLI::App* cmd = nullptr;
 };
 
 void run_pretrain(PretrainCliOptions& o) {
+  const auto group = launch_or_join(o.dist);
+  if (!group) return;  // this process launched the workers
+  // Every rank reads the corpus and builds the same sequences; rank 0 alone reports and writes.
+  std::ostringstream discard;
+  std::ostream& log = group->is_main() ? static_cast<std::ostream&>(std::cerr) : discard;
   data::TableFormat table;
   table.text_column = o.text_column;
   table.header = !o.no_header;
   std::vector<std::string> texts;
   for (const auto& f : o.corpus) {
     auto t = data::read_corpus(f, table);
-    std::cerr << "pretrain: " << f << ": " << t.size() << " texts\n";
+    log << "pretrain: " << f << ": " << t.size() << " texts\n";
     texts.insert(texts.end(), t.begin(), t.end());
   }
   std::vector<std::string> held_out;
@@ -48,24 +59,32 @@ void run_pretrain(PretrainCliOptions& o) {
   }
   if (!held_out.empty()) {
     const size_t removed = data::remove_overlaps(texts, held_out);
-    std::cerr << "pretrain: removed " << removed << " texts sharing an 8-word run with the " << held_out.size()
+    log << "pretrain: removed " << removed << " texts sharing an 8-word run with the " << held_out.size()
               << " held-out texts\n";
   }
   if (texts.empty()) throw std::runtime_error("pretrain: the corpus is empty");
-  fs::create_directories(o.out);
+  if (group->is_main()) fs::create_directories(o.out);
   const fs::path tok_path = fs::path(o.out) / "tokenizer.json";
-  if (!fs::exists(tok_path)) {
+  // Learning the vocabulary is deterministic, so a rank that finds no tokenizer.json (rank 0 writes
+  // it atomically) learns the same one.
+  std::string tok_json;
+  if (fs::exists(tok_path)) {
+    std::ifstream in(tok_path, std::ios::binary);
+    tok_json.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } else {
     WordPieceTrainerOptions w;
     w.vocab_size = o.vocab_size;
     w.min_frequency = o.min_frequency;
-    io::write_file_atomic(tok_path.string(), train_wordpiece(texts, w));
-    std::cerr << "pretrain: trained a WordPiece vocabulary -> " << tok_path.string() << "\n";
+    tok_json = train_wordpiece(texts, w);
+    if (group->is_main()) io::write_file_atomic(tok_path.string(), tok_json);
+    log << "pretrain: trained a WordPiece vocabulary -> " << tok_path.string() << "\n";
   }
-  const Tokenizer tok = Tokenizer::from_file(tok_path.string());
+  const Tokenizer tok = Tokenizer::from_json(tok_json, tok_path.string());
+  group->check_same("tokenizer", tok_json);
   const auto seqs = pack_sequences(tok, texts, o.seq_len);
   int64_t tokens = 0;
   for (const auto& s : seqs) tokens += static_cast<int64_t>(s.size());
-  std::cerr << "pretrain: " << seqs.size() << " sequences of up to " << o.seq_len << " tokens (" << tokens
+  log << "pretrain: " << seqs.size() << " sequences of up to " << o.seq_len << " tokens (" << tokens
             << " tokens), vocabulary " << tok.vocab_size() << "\n";
 
   EncoderConfig c;
@@ -76,6 +95,7 @@ void run_pretrain(PretrainCliOptions& o) {
   c.intermediate_size = o.intermediate;
   c.max_position_embeddings = o.seq_len;
   c.pad_token_id = tok.pad_id();
+  c.hidden_dropout_prob = c.attention_probs_dropout_prob = o.dropout;
   torch::manual_seed(o.train.seed);
   MaskedLM model(c);
   init_weights(*model);
@@ -83,22 +103,28 @@ void run_pretrain(PretrainCliOptions& o) {
   if (!o.init_embeddings.empty()) {
     std::unordered_set<std::string> vocab;
     for (int64_t id = 0; id < tok.vocab_size(); ++id) vocab.insert(tok.id_to_token(id));
-    std::cerr << "pretrain: reading word vectors from " << o.init_embeddings << "\n";
+    log << "pretrain: reading word vectors from " << o.init_embeddings << "\n";
     const WordVectors wv = read_word_vectors(o.init_embeddings, [&](const std::string& w) { return vocab.count(w) > 0; });
     initialised = init_word_embeddings(*model, tok, wv);
-    std::cerr << "pretrain: " << initialised << " of " << tok.vocab_size() << " token embeddings start from the "
+    log << "pretrain: " << initialised << " of " << tok.vocab_size() << " token embeddings start from the "
               << wv.dim << "-d vectors (" << wv.entries << " in the file)\n";
   }
   int64_t params = 0;
   for (const auto& p : model->parameters()) params += p.numel();
-  std::cerr << "pretrain: BERT " << o.layers << " layers, hidden " << o.hidden << ", " << params << " parameters\n";
-  io::write_file_atomic((fs::path(o.out) / "pretrain_config.json").string(), resolved_options(o.cmd).dump(2) + "\n");
+  log << "pretrain: BERT " << o.layers << " layers, hidden " << o.hidden << ", " << params << " parameters\n";
+  if (group->is_main())
+    io::write_file_atomic((fs::path(o.out) / "pretrain_config.json").string(), resolved_options(o.cmd).dump(2) + "\n");
+  if (group->world_size() > 1)
+    log << "pretrain: data parallel over " << group->world_size() << " ranks, " << o.train.batch_size
+        << " sequences per global batch\n";
 
   PretrainOptions t = o.train;
   t.out_dir = o.out;
   t.resume = !o.no_resume;
-  const TrainCallbacks cb = console_callbacks("pretrain", t.log_every);
+  t.group = group.get();
+  const TrainCallbacks cb = callbacks_for_rank(*group, console_callbacks("pretrain", t.log_every));
   const PretrainResult r = pretrain_mlm(*model, tok, seqs, t, cb);
+  if (other_rank_done(*group, r.interrupted)) return;  // rank 0 reports
   if (r.interrupted) {
     std::cerr << "pretrain: interrupted at step " << r.end_step << "; checkpoint saved. Run the same command to resume.\n";
     throw ExitStatus{130};
@@ -107,10 +133,15 @@ void run_pretrain(PretrainCliOptions& o) {
   double tail = 0;
   const size_t k = std::min<size_t>(50, r.losses.size());
   for (size_t i = r.losses.size() - k; i < r.losses.size(); ++i) tail += r.losses[i] / static_cast<double>(k);
-  const nlohmann::json summary = {{"steps", r.end_step}, {"parameters", params}, {"sequences", seqs.size()},
-                                  {"tokens", tokens}, {"embeddings_from_vectors", initialised}, {"final_mlm_loss", k ? tail : 0.0},
-                                  {"train_seconds_this_run", r.train_seconds}, {"peak_rss_mb", peak_rss_mb()},
-                                  {"out", o.out}};
+  nlohmann::json summary = {{"steps", r.end_step}, {"parameters", params}, {"sequences", seqs.size()},
+                            {"tokens", tokens}, {"embeddings_from_vectors", initialised}, {"final_mlm_loss", k ? tail : 0.0},
+                            {"train_seconds_this_run", r.train_seconds}, {"peak_rss_mb", peak_rss_mb()},
+                            {"out", o.out}, {"world_size", group->world_size()}};
+  if (group->world_size() > 1 && r.end_step > r.start_step) {
+    const auto steps = static_cast<double>(r.end_step - r.start_step);
+    summary["all_reduce_bytes_per_step"] = static_cast<double>(r.all_reduce_bytes) / steps;
+    summary["all_reduce_ms_per_step"] = 1000.0 * r.all_reduce_seconds / steps;
+  }
   io::write_file_atomic((fs::path(o.out) / "pretrain_summary.json").string(), summary.dump(2) + "\n");
   std::cout << summary.dump() << std::endl;
 }
@@ -156,8 +187,12 @@ void setup_pretrain(CLI::App& app, Runners& runners) {
   cmd->add_option("--mask-prob", t.mask_probability, "Share of tokens predicted")->capture_default_str();
   cmd->add_option("--log-every", t.log_every, "Progress line every N steps")->capture_default_str();
   cmd->add_option("--checkpoint-every", t.checkpoint_every, "Checkpoint every N steps")->capture_default_str();
-  cmd->add_option("--seed", t.seed, "Seed")->capture_default_str();
+  cmd->add_option("--seed", t.seed, "Seed of initialisation, data order, masks and dropout")->capture_default_str();
+  cmd->add_option("--dropout", o->dropout, "Hidden and attention dropout of the encoder; 0 makes runs exactly comparable, "
+                                           "e.g. across --nproc")
+      ->capture_default_str()->check(CLI::Range(0.0, 0.999));
   cmd->add_flag("--no-resume", o->no_resume, "Start afresh even if OUT has a checkpoint");
+  add_dist_options(cmd, o->dist);
   runners.push_back({cmd, [o] { run_pretrain(*o); }});
 }
 

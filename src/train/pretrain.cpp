@@ -10,6 +10,7 @@
 #include <random>
 
 #include "gsoft/core/error.h"
+#include "gsoft/dist/group.h"
 #include "gsoft/io/atomic_file.h"
 #include "gsoft/io/safetensors.h"
 #include "gsoft/models/encoder.h"
@@ -52,16 +53,17 @@ namespace {
 json fingerprint(const PretrainOptions& o, size_t n) {
   return {{"max_steps", o.max_steps}, {"batch_size", o.batch_size}, {"lr", o.lr}, {"weight_decay", o.weight_decay},
           {"warmup_ratio", o.warmup_ratio}, {"mask_probability", o.mask_probability}, {"seed", o.seed},
-          {"sequences", n}};
+          {"sequences", n}, {"masks", "per-step generator"}};
 }
 
 struct MaskedBatch {
   torch::Tensor input_ids, attention_mask, positions, targets;
 };
 
-// BERT's masking, drawn from torch's generator so that a resumed run draws the same masks.
+// BERT's masking of a whole global batch, drawn from `gen` alone: a generator seeded by the step
+// gives every rank the same masks whatever the rank count, and a resumed run the same masks.
 MaskedBatch mask_batch(const std::vector<std::vector<int64_t>>& seqs, const std::vector<size_t>& idx, int64_t pad,
-                       int64_t mask_id, int64_t vocab, int64_t first_regular, double p) {
+                       int64_t mask_id, int64_t vocab, int64_t first_regular, double p, at::Generator gen) {
   size_t t = 0;
   for (size_t i : idx) t = std::max(t, seqs[i].size());
   const auto B = static_cast<int64_t>(idx.size()), T = static_cast<int64_t>(t);
@@ -74,16 +76,24 @@ MaskedBatch mask_batch(const std::vector<std::vector<int64_t>>& seqs, const std:
   }
   // Special tokens (ids below first_regular) and padding are never predicted.
   const torch::Tensor candidate = ids.ge(first_regular).logical_and(attn.to(torch::kBool));
-  torch::Tensor chosen = torch::rand({B, T}).lt(p).logical_and(candidate);
+  torch::Tensor chosen = torch::rand({B, T}, gen).lt(p).logical_and(candidate);
   if (!chosen.any().item<bool>()) chosen = candidate.logical_and(torch::zeros_like(candidate)).index_put_({0, 1}, true);
   const torch::Tensor flat = chosen.reshape(-1).nonzero().reshape(-1);
   const torch::Tensor targets = ids.reshape(-1).index_select(0, flat);
-  const torch::Tensor u = torch::rand({flat.size(0)});
+  const torch::Tensor u = torch::rand({flat.size(0)}, gen);
   torch::Tensor input = ids.reshape(-1).clone();
   input.index_put_({flat.index({u.lt(0.8)})}, mask_id);
   const torch::Tensor random_pos = flat.index({u.ge(0.8).logical_and(u.lt(0.9))});
-  input.index_put_({random_pos}, torch::randint(first_regular, vocab, {random_pos.size(0)}, torch::kLong));
+  input.index_put_({random_pos}, torch::randint(first_regular, vocab, {random_pos.size(0)}, gen, torch::kLong));
   return {input.reshape({B, T}), attn, flat, targets};
+}
+
+// Rows [r0, r1) of a masked batch, with the positions of their masked tokens renumbered.
+MaskedBatch rows_of(const MaskedBatch& b, int64_t r0, int64_t r1) {
+  const int64_t T = b.input_ids.size(1);
+  const torch::Tensor keep = b.positions.ge(r0 * T).logical_and(b.positions.lt(r1 * T));
+  return {b.input_ids.narrow(0, r0, r1 - r0), b.attention_mask.narrow(0, r0, r1 - r0),
+          b.positions.index({keep}) - r0 * T, b.targets.index({keep})};
 }
 
 }  // namespace
@@ -104,7 +114,10 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
     if (auto id = tokenizer.token_to_id(s)) first_regular = std::max(first_regular, *id + 1);
 
   const fs::path out(o.out_dir);
-  fs::create_directories(out);
+  dist::Group solo(dist::DistOptions{});
+  dist::Group& group = o.group ? *o.group : solo;
+  const bool writer = group.is_main();  // rank 0 alone writes the run directory
+  if (writer) fs::create_directories(out);
   std::map<std::string, torch::Tensor> params;
   ParamGroup decay{"decay", {}, o.lr, o.weight_decay}, no_decay{"no_decay", {}, o.lr, 0};
   for (const auto& p : model.named_parameters()) {
@@ -117,11 +130,19 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
   std::vector<torch::Tensor> trainable;
   for (const auto& [n, p] : params) trainable.push_back(p);
   const json print = fingerprint(o, seqs.size());
+  group.check_same("pretraining options", print.dump());
   const fs::path ckpt = out / "checkpoint.safetensors", log = out / "metrics.jsonl";
   PretrainResult r;
   r.total_steps = o.max_steps;
-  int64_t step = train_detail::start_or_resume(o.out_dir, o.resume, params, optimizer, print, o.max_steps, cb.on_event);
-  if (step == 0) torch::manual_seed(o.seed);  // a resumed run has the checkpoint's RNG state
+  int64_t step =
+      train_detail::start_or_resume(o.out_dir, o.resume, params, optimizer, print, o.max_steps, cb.on_event, writer);
+  dist::check_start(group, step, ckpt.string());
+  if (step == 0) {
+    torch::manual_seed(o.seed);  // dropout's stream; a resumed run has the checkpoint's RNG state
+    group.broadcast(trainable);  // replicas start equal
+  }
+  // Each rank draws its own dropout masks.
+  if (group.world_size() > 1) torch::manual_seed(train_detail::step_seed(o.seed, step, 100 + static_cast<uint32_t>(group.rank())));
   r.start_step = r.end_step = step;
   const int64_t n = static_cast<int64_t>(seqs.size());
   const int64_t per_epoch = std::max<int64_t>(1, n / o.batch_size);  // full batches only
@@ -138,13 +159,22 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
     const size_t b0 = static_cast<size_t>(pos * o.batch_size);
     const std::vector<size_t> idx(order.begin() + static_cast<std::ptrdiff_t>(b0),
                                   order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), b0 + static_cast<size_t>(o.batch_size))));
-    const MaskedBatch b = mask_batch(seqs, idx, tokenizer.pad_id(), *mask_id, tokenizer.vocab_size(), first_regular,
-                                     o.mask_probability);
-    const torch::Tensor loss = torch::nn::functional::cross_entropy(model.forward(b.input_ids, b.attention_mask, b.positions), b.targets);
-    const double lv = loss.item<double>();
-    train_detail::check_finite_loss(lv, step + 1, "pretraining", ckpt.string());
+    const MaskedBatch global = mask_batch(seqs, idx, tokenizer.pad_id(), *mask_id, tokenizer.vocab_size(), first_regular,
+                                          o.mask_probability, at::detail::createCPUGenerator(train_detail::step_seed(o.seed, step, 1)));
+    // This rank's rows; its mean loss is weighted by its share of the global batch's masked tokens.
+    const auto [s0, s1] = dist::shard_range(idx.size(), group.rank(), group.world_size());
+    const MaskedBatch b = rows_of(global, static_cast<int64_t>(s0), static_cast<int64_t>(s1));
     optimizer.zero_grad();
-    loss.backward();
+    double lv = 0;
+    if (b.targets.numel() > 0) {
+      torch::Tensor loss =
+          torch::nn::functional::cross_entropy(model.forward(b.input_ids, b.attention_mask, b.positions), b.targets);
+      loss = dist::share_weighted(group, loss, b.targets.numel(), global.targets.numel());
+      lv = loss.item<double>();
+      loss.backward();
+    }
+    lv = dist::finish_backward(group, trainable, {lv})[0];
+    train_detail::check_finite_loss(lv, step + 1, "pretraining", ckpt.string());
     const double norm = clip_grad_norm(trainable, o.max_grad_norm);
     const double factor = linear_schedule(step, warmup, o.max_steps);
     optimizer.step(factor);
@@ -155,13 +185,13 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
     StepInfo info{step, o.max_steps, epoch + 1, (o.max_steps + per_epoch - 1) / per_epoch, lv, o.lr * factor, norm,
                   static_cast<double>(step - r.start_step) / std::max(elapsed, 1e-9), 0};
     info.eta_seconds = static_cast<double>(end - step) / std::max(info.steps_per_second, 1e-9);
-    if (o.log_every > 0 && (step % o.log_every == 0 || step == end)) {
+    if (writer && o.log_every > 0 && (step % o.log_every == 0 || step == end)) {
       train_detail::append_jsonl(log.string(), {{"type", "train"}, {"step", step}, {"loss", lv}, {"lr", info.lr},
                                                 {"grad_norm", norm}});
     }
     if (cb.on_step) cb.on_step(info);
-    const bool stop = cb.should_stop && cb.should_stop();
-    if (stop || step == end || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0)) {
+    const bool stop = dist::any_rank(group, cb.should_stop && cb.should_stop());
+    if (writer && (stop || step == end || (o.checkpoint_every > 0 && step % o.checkpoint_every == 0))) {
       train_detail::save_run_state(ckpt.string(), params, optimizer, step, print);
       if (cb.on_event) cb.on_event("checkpoint at step " + std::to_string(step));
     }
@@ -171,6 +201,8 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
     }
   }
   r.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.all_reduce_bytes = group.stats().all_reduce_bytes;
+  r.all_reduce_seconds = group.stats().all_reduce_seconds;
   return r;
 }
 

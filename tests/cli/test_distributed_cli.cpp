@@ -152,6 +152,33 @@ TEST(DataParallelLipConv, TwoRanksTrainAndCertifyAsOneProcess) {
   }
 }
 
+// Masked-LM pretraining: each step's masks are drawn for the whole global batch from a generator
+// seeded by the step, so with --dropout 0 two ranks train the encoder one process trains, and the
+// two ranks learn the same tokenizer.
+TEST(DataParallelPretrain, TwoRanksPretrainTheEncoderOfOneProcess) {
+  const fs::path dir = gsoft::test::scratch_dir("dist_pretrain");
+  gsoft::test::write_sentiment_csv(dir / "corpus.csv", 300, 5);
+  const std::string cli = GSOFT_CLI_PATH;
+  const std::string args = " pretrain --corpus " + (dir / "corpus.csv").string() +
+                           " --vocab-size 150 --hidden 16 --layers 1 --heads 2 --intermediate 32 --seq-len 16 "
+                           "--max-steps 8 --batch-size 7 --dropout 0 --log-every 1 --no-resume --out ";
+  const fs::path log = dir / "log.txt";
+  ASSERT_EQ(run_command(cli + " --threads 2" + args + (dir / "one").string(), log), 0) << read_text(log);
+  ASSERT_EQ(run_command(cli + args + (dir / "two").string() + " --nproc 2", log), 0) << read_text(log);
+  EXPECT_EQ(read_text(dir / "two" / "tokenizer.json"), read_text(dir / "one" / "tokenizer.json"));
+  const auto la = losses(dir / "one", "train"), lb = losses(dir / "two", "train");
+  ASSERT_EQ(la.size(), 8u);
+  ASSERT_EQ(lb.size(), la.size());
+  for (size_t i = 0; i < la.size(); ++i) EXPECT_NEAR(lb[i], la[i], 1e-4 * la[i]) << "step " << i + 1;
+  const auto ta = gsoft::io::read_safetensors((dir / "one" / "model.safetensors").string()).tensors;
+  const auto tb = gsoft::io::read_safetensors((dir / "two" / "model.safetensors").string()).tensors;
+  ASSERT_EQ(ta.size(), tb.size());
+  for (const auto& [k, t] : ta) EXPECT_LT(gsoft::test::max_abs_diff(tb.at(k), t), 1e-5) << k;
+  const auto summary = nlohmann::json::parse(read_text(dir / "two" / "pretrain_summary.json"));
+  EXPECT_EQ(summary["world_size"], 2);
+  EXPECT_GT(summary["all_reduce_bytes_per_step"].get<double>(), 0);
+}
+
 // Diffusion pretraining: each step's scenes and noise are drawn as one batch and split, and the
 // text encoder has no dropout, so two ranks train the pipeline one process trains.
 TEST(DataParallelDiffusion, TwoRanksPretrainAsOneProcess) {

@@ -1,7 +1,9 @@
 #pragma once
 // Masked-language-model pretraining of a BERT-style encoder (BERT's recipe: 15% of the tokens are
-// predicted; of those 80% become [MASK], 10% a random token, 10% stay). Checkpoints, resume and
-// progress work as in train_classifier.
+// predicted; of those 80% become [MASK], 10% a random token, 10% stay). Checkpoints, resume,
+// progress and data-parallel ranks work as in train_classifier. Each step's masks come from a
+// generator seeded by (seed, step) alone, so they do not depend on the rank count, on dropout or
+// on where a run was resumed.
 #include <string>
 #include <vector>
 
@@ -28,6 +30,9 @@ struct PretrainOptions {
   uint64_t seed = 42;
   std::string out_dir;   // checkpoint.safetensors, metrics.jsonl
   bool resume = true;
+  // Data-parallel training (not owned; null: this process alone), as in TrainOptions: every rank
+  // draws the masks of the whole global batch and trains on its rows; rank 0 alone writes out_dir.
+  dist::Group* group = nullptr;
 };
 
 // Texts tokenised without special tokens and packed into sequences of seq_len ids:
@@ -40,6 +45,8 @@ struct PretrainResult {
   int64_t start_step = 0, end_step = 0, total_steps = 0;
   std::vector<double> losses;  // this call's steps
   double train_seconds = 0;
+  int64_t all_reduce_bytes = 0;   // as in TrainResult
+  double all_reduce_seconds = 0;
 };
 
 // Throws std::runtime_error on a non-finite loss (the last checkpoint is kept).
