@@ -221,23 +221,165 @@ torch::Tensor share_weighted(const Group& group, const torch::Tensor& loss, int6
   return loss * (static_cast<double>(rows) / static_cast<double>(total));
 }
 
-std::vector<double> finish_backward(Group& group, const std::vector<torch::Tensor>& params,
-                                    const std::vector<double>& values) {
-  if (group.world_size() == 1) return values;
-  // Which gradients exist anywhere and the values travel in one all-reduce, the gradients in a second.
-  std::vector<double> sums;
-  for (const auto& p : params) sums.push_back(p.grad().defined() ? 1.0 : 0.0);
-  sums.insert(sums.end(), values.begin(), values.end());
-  sums = group.all_reduce_values(sums);
-  std::vector<torch::Tensor> grads;
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (sums[i] == 0) continue;
-    auto p = params[i];
-    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-    grads.push_back(p.grad());
+struct GradReducer::State {
+  struct Slot {
+    size_t bucket = 0;
+    int64_t offset = 0, numel = 0, flag = 0;  // flag: its element in the bucket, after the data
+    bool arrived = false;
+  };
+  struct Bucket {
+    std::vector<size_t> members;
+    int64_t numel = 0;  // data elements; one flag per member follows
+    torch::TensorOptions options;
+    torch::Tensor flat;  // this step's buffer
+    int64_t pending = 0;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  std::vector<torch::Tensor> params;
+  std::vector<Slot> slots;
+  std::vector<Bucket> buckets;
+  std::vector<std::pair<size_t, unsigned>> hooks;
+  size_t next = 0;     // the next bucket to start
+  bool armed = false;  // this step's buffers exist
+  bool first_step = true;
+  int64_t bucket_bytes = 0;
+
+  // Buckets of the tensors in `order`, a new one at position `split` (and at a change of dtype
+  // or a full bucket).
+  void layout(const std::vector<size_t>& order, size_t split) {
+    buckets.clear();
+    slots.assign(params.size(), Slot{});
+    for (size_t i = 0; i < order.size(); ++i) {
+      const size_t k = order[i];
+      const torch::Tensor& p = params[k];
+      const auto size = static_cast<int64_t>(p.element_size());
+      const bool fits = !buckets.empty() && i != split && buckets.back().options.dtype() == p.dtype() &&
+                        (buckets.back().numel + p.numel()) * size <= bucket_bytes;
+      if (!fits) {
+        buckets.emplace_back();
+        buckets.back().options = torch::TensorOptions().dtype(p.dtype());
+      }
+      Bucket& b = buckets.back();
+      slots[k].bucket = buckets.size() - 1;
+      slots[k].offset = b.numel;
+      slots[k].numel = p.numel();
+      b.numel += p.numel();
+      b.members.push_back(k);
+    }
+    for (auto& b : buckets)
+      for (size_t j = 0; j < b.members.size(); ++j) slots[b.members[j]].flag = b.numel + static_cast<int64_t>(j);
   }
-  group.all_reduce_sum(grads);
-  return std::vector<double>(sums.begin() + static_cast<std::ptrdiff_t>(params.size()), sums.end());
+
+  // This step's buffers, allocated by the first gradient (or by finish on a rank with none).
+  void arm() {
+    for (auto& b : buckets) {
+      b.flat = torch::empty({b.numel + static_cast<int64_t>(b.members.size())}, b.options);
+      b.pending = static_cast<int64_t>(b.members.size());
+      b.work.reset();
+    }
+    for (auto& slot : slots) slot.arrived = false;
+    next = 0;
+    armed = true;
+  }
+};
+
+GradReducer::GradReducer(Group& group, std::vector<torch::Tensor> params, int64_t bucket_bytes)
+    : group_(group), state_(std::make_unique<State>()) {
+  if (group_.world_size() == 1) return;
+  GSOFT_CHECK(bucket_bytes > 0, "GradReducer: bucket_bytes must be positive, got ", bucket_bytes);
+  State& st = *state_;
+  st.params = std::move(params);
+  st.bucket_bytes = bucket_bytes;
+  std::vector<size_t> order(st.params.size());
+  for (size_t k = 0; k < order.size(); ++k) order[k] = order.size() - 1 - k;
+  st.layout(order, order.size());
+  for (size_t k = 0; k < st.params.size(); ++k) {
+    if (!st.params[k].requires_grad()) continue;
+    st.hooks.emplace_back(k, st.params[k].register_hook([this, k](const torch::Tensor& g) { arrived(k, g); }));
+  }
+}
+
+GradReducer::~GradReducer() {
+  for (const auto& [k, h] : state_->hooks) state_->params[k].remove_hook(h);
+}
+
+int64_t GradReducer::buckets() const { return static_cast<int64_t>(state_->buckets.size()); }
+
+void GradReducer::arrived(size_t k, const torch::Tensor& g) {
+  State& s = *state_;
+  if (!s.armed) s.arm();
+  State::Slot& slot = s.slots[k];
+  GSOFT_CHECK(!slot.arrived, "GradReducer: the gradient of tensor ", k,
+              " arrived twice in one step; data-parallel training runs one backward per step");
+  torch::NoGradGuard no_grad;
+  State::Bucket& b = s.buckets[slot.bucket];
+  b.flat.narrow(0, slot.offset, slot.numel).copy_(g.reshape({-1}));
+  b.flat[slot.flag] = 1;
+  slot.arrived = true;
+  --b.pending;
+  while (s.next < s.buckets.size() && s.buckets[s.next].pending == 0) start(s.next++);
+}
+
+void GradReducer::start(size_t k) {
+  State& s = *state_;
+  State::Bucket& b = s.buckets[k];
+  for (size_t m : b.members) {  // a gradient that never came counts as zero, flagged absent
+    const State::Slot& slot = s.slots[m];
+    if (slot.arrived) continue;
+    b.flat.narrow(0, slot.offset, slot.numel).zero_();
+    b.flat[slot.flag] = 0;
+  }
+  std::vector<at::Tensor> one{b.flat};
+  b.work = group_.impl_->pg->allreduce(one);
+  group_.stats_.all_reduce_calls += 1;
+  group_.stats_.all_reduce_bytes += b.flat.numel() * static_cast<int64_t>(b.flat.element_size());
+}
+
+std::vector<double> GradReducer::finish(const std::vector<double>& values) {
+  if (group_.world_size() == 1) return values;
+  const auto t0 = std::chrono::steady_clock::now();
+  State& s = *state_;
+  torch::NoGradGuard no_grad;
+  if (!s.armed) s.arm();
+  while (s.next < s.buckets.size()) start(s.next++);
+  // The values go last, so every rank issues the collectives in the same order.
+  auto sums = torch::tensor(values.empty() ? std::vector<double>{0.0} : values, torch::kFloat64);
+  std::vector<at::Tensor> one{sums};
+  const auto values_work = group_.impl_->pg->allreduce(one);
+  for (auto& b : s.buckets) {
+    wait_for(b.work, group_.options_, "gradient all-reduce");
+    for (size_t m : b.members) {
+      const State::Slot& slot = s.slots[m];
+      torch::Tensor& p = s.params[m];
+      // The summed gradient as a view of its bucket: no copy back.
+      if (b.flat[slot.flag].item<double>() > 0)
+        p.mutable_grad() = b.flat.narrow(0, slot.offset, slot.numel).view_as(p);
+      else
+        p.mutable_grad() = torch::Tensor();
+    }
+  }
+  wait_for(values_work, group_.options_, "all-reduce");
+  s.armed = false;
+  if (s.first_step) {
+    // A tensor that no rank gave a gradient (a part of the model the loss does not use) would hold
+    // its bucket, and every later one, back until finish: after the first step such tensors get
+    // buckets of their own at the end. Every rank sees the same sums, so all agree on the layout.
+    s.first_step = false;
+    std::vector<size_t> used, unused;
+    for (const auto& b : s.buckets)
+      for (size_t m : b.members) (s.params[m].grad().defined() ? used : unused).push_back(m);
+    if (!unused.empty() && !used.empty()) {
+      const size_t split = used.size();
+      used.insert(used.end(), unused.begin(), unused.end());
+      s.layout(used, split);
+    }
+  }
+  group_.stats_.all_reduce_calls += 1;
+  group_.stats_.all_reduce_bytes += sums.numel() * 8;
+  // The time this rank waited for the exchange after its backward: what the overlap left exposed.
+  group_.stats_.all_reduce_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (values.empty()) return values;
+  return std::vector<double>(sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel());
 }
 
 void check_start(Group& group, int64_t step, const std::string& checkpoint) {

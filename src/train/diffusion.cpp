@@ -152,6 +152,7 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
   p.unet->train();
   p.text_encoder->train();
   const auto t0 = std::chrono::steady_clock::now();
+  dist::GradReducer reducer(group, trainable);  // sums the gradients as the backward makes them
   while (step < end) {
     const SceneBatch b = draw_scene_batch(items, o.batch_size, o.seed, step, o.small_probability, o.negative_probability,
                                           o.dropout);
@@ -173,7 +174,7 @@ DiffusionPretrainResult pretrain_diffusion(diffusion::Pipeline& p, const data::I
       lv = loss.item<double>();
       loss.backward();
     }
-    lv = dist::finish_backward(group, trainable, {lv})[0];
+    lv = reducer.finish({lv})[0];
     train_detail::check_finite_loss(lv, step + 1, "diffusion pretraining", ckpt.string());
     const double norm = clip_grad_norm(trainable, o.max_grad_norm);
     const double factor = cosine_schedule(step, warmup, o.max_steps);

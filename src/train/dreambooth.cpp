@@ -126,6 +126,7 @@ DreamBoothResult train_dreambooth(diffusion::Pipeline& p, const Subject& subject
   const int64_t b = o.batch_size;
   p.unet->train();
   const auto t0 = std::chrono::steady_clock::now();
+  dist::GradReducer reducer(group, trainable);  // sums the gradients as the backward makes them
   while (step < o.max_steps) {
     std::mt19937_64 rng(train_detail::step_seed(o.seed, step, 1));
     std::vector<int64_t> idx;
@@ -156,7 +157,7 @@ DreamBoothResult train_dreambooth(diffusion::Pipeline& p, const Subject& subject
       lv = loss.item<double>();
       loss.backward();
     }
-    lv = dist::finish_backward(group, trainable, {lv})[0];
+    lv = reducer.finish({lv})[0];
     train_detail::check_finite_loss(lv, step + 1, "dreambooth", ckpt.string());
     const double norm = clip_grad_norm(trainable, o.max_grad_norm);
     const double factor = step < o.warmup_steps ? static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps) : 1.0;

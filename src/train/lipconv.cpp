@@ -193,6 +193,7 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
   std::vector<size_t> order;
   int64_t order_epoch = -1;
   net.train();
+  dist::GradReducer reducer(group, trainable);  // sums the gradients as the backward makes them
   while (step < stop_at) {
     const int64_t epoch = step / per_epoch, pos = step % per_epoch;
     if (seen == 0) {  // an epoch starts (or resumes: its training figures then cover the rest of it)
@@ -221,7 +222,7 @@ LipConvResult train_lipconvnet(LipConvNetImpl& net, const data::ImageDataset& tr
       right = static_cast<double>(logits.argmax(1).eq(y).sum().item<int64_t>());
       loss.backward();
     }
-    const auto sums = dist::finish_backward(group, trainable, {lv, right});
+    const auto sums = reducer.finish({lv, right});
     lv = sums[0], right = sums[1];
     train_detail::check_finite_loss(lv, step + 1, "training", ckpt.string());
     const double factor = multistep_schedule(step, total, milestones, 0.1);

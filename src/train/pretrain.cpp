@@ -153,6 +153,7 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
   model.train();
   // stop_at_step ends the run early without changing the schedule, which max_steps defines.
   const int64_t end = o.stop_at_step > 0 ? std::min(o.stop_at_step, o.max_steps) : o.max_steps;
+  dist::GradReducer reducer(group, trainable);  // sums the gradients as the backward makes them
   while (step < end) {
     const int64_t epoch = step / per_epoch, pos = step % per_epoch;
     if (epoch != order_epoch) order = train_detail::epoch_order(seqs.size(), o.seed, epoch), order_epoch = epoch;
@@ -173,7 +174,7 @@ PretrainResult pretrain_mlm(MaskedLMImpl& model, const Tokenizer& tokenizer, con
       lv = loss.item<double>();
       loss.backward();
     }
-    lv = dist::finish_backward(group, trainable, {lv})[0];
+    lv = reducer.finish({lv})[0];
     train_detail::check_finite_loss(lv, step + 1, "pretraining", ckpt.string());
     const double norm = clip_grad_norm(trainable, o.max_grad_norm);
     const double factor = linear_schedule(step, warmup, o.max_steps);

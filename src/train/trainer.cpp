@@ -177,6 +177,7 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
   const auto t0 = std::chrono::steady_clock::now();
   double eval_seconds = 0;
   model.train();
+  dist::GradReducer reducer(group, trainable);  // sums the gradients as the backward makes them
   while (step < total) {
     const int64_t epoch = step / per_epoch, pos = step % per_epoch;
     if (epoch != order_epoch) order = train_detail::epoch_order(data.train.size(), o.seed, epoch), order_epoch = epoch;
@@ -197,7 +198,7 @@ TrainResult train_classifier(SequenceClassifierImpl& model, const AdapterConfig&
       lv = loss.item<double>();
       loss.backward();
     }
-    lv = dist::finish_backward(group, trainable, {lv})[0];
+    lv = reducer.finish({lv})[0];
     train_detail::check_finite_loss(lv, step + 1, "training", ckpt.string());
     const double norm = clip_grad_norm(trainable, o.max_grad_norm);
     const double factor = linear_schedule(step, warmup, total);

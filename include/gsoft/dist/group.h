@@ -73,6 +73,7 @@ class Group {
   const CommStats& stats() const { return stats_; }
 
  private:
+  friend class GradReducer;
   struct Impl;
   DistOptions options_;
   std::unique_ptr<Impl> impl_;
@@ -83,17 +84,44 @@ class Group {
 // this rank's mean loss over `rows` of a global batch of `total` rows, weighted so that the ranks'
 // losses (and gradients) sum to the global batch's mean;
 torch::Tensor share_weighted(const Group& group, const torch::Tensor& loss, int64_t rows, int64_t total);
-// after the backward, the gradients of `params` summed in place, so every rank holds the gradient
-// of the global batch, and each of `values` (the step's loss, counts) summed over the ranks. A
-// gradient undefined on every rank stays undefined (as in one process, where the optimiser then
-// skips it); one defined on some ranks only counts as zero on the others;
-std::vector<double> finish_backward(Group& group, const std::vector<torch::Tensor>& params,
-                                    const std::vector<double>& values);
+// after the backward, the gradients summed over the ranks (GradReducer, below);
 // at the start, that every rank resumes from rank 0's step of `checkpoint` (each rank reads it, so
 // it must be on storage every host can read);
 void check_start(Group& group, int64_t step, const std::string& checkpoint);
 // and whether any rank asks to stop (Ctrl-C on one rank stops every rank after the same step).
 bool any_rank(Group& group, bool flag);
+
+// Sums the gradients of `params` over the ranks while the backward still runs, as PyTorch's DDP
+// does: a hook on each tensor copies its gradient into a bucket as autograd produces it, and a
+// bucket's all-reduce starts as soon as it is full, so the transfer of the last layers' gradients
+// overlaps the backward through the first. Buckets hold `params` in reverse order (about the order
+// in which the backward produces them) and start strictly in bucket order, so every rank issues
+// the same collectives in the same order even when its gradients arrive in another order, or not
+// at all (a rank with no rows this step). Each bucket also carries a flag per tensor, so a
+// gradient undefined on every rank stays undefined (the optimiser then skips it, as in one
+// process), and one defined on some ranks only counts as zero on the others.
+// With a group of one it registers nothing and finish() returns `values` unchanged.
+class GradReducer {
+ public:
+  GradReducer(Group& group, std::vector<torch::Tensor> params, int64_t bucket_bytes = int64_t{1} << 20);
+  ~GradReducer();
+  GradReducer(const GradReducer&) = delete;
+  GradReducer& operator=(const GradReducer&) = delete;
+
+  // After this step's backward (one per step, gradients zeroed to undefined before it): starts the
+  // buckets not started yet, waits for all, and leaves in each tensor's .grad the sum over the
+  // ranks (a view of its bucket). Returns each of `values` (the step's loss, counts) summed too.
+  std::vector<double> finish(const std::vector<double>& values);
+
+  int64_t buckets() const;
+
+ private:
+  struct State;
+  void arrived(size_t k, const torch::Tensor& grad);  // the hook
+  void start(size_t bucket);
+  Group& group_;
+  std::unique_ptr<State> state_;
+};
 
 // The [begin, end) slice of n items that `rank` of `world` takes: contiguous, in rank order, sizes
 // differing by at most one, so the slices of all ranks are the n items in their order.
