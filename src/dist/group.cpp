@@ -4,10 +4,16 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <csignal>
+#include <fstream>
 #include <cstdlib>
 #include <map>
 #include <stdexcept>
+#include <thread>
 
 #include "gsoft/core/error.h"
 
@@ -55,6 +61,14 @@ struct Group::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
   int64_t checks = 0;  // makes each check_same's store keys unique
+  // Every rank's host name and process id, exchanged at start-up, so that a rank whose collective
+  // fails can say which of the others on its host is gone.
+  std::vector<std::pair<std::string, int64_t>> peers;
+  std::string host;
+  DistOptions options;
+
+  std::string lost_ranks() const;
+  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) const;
 };
 
 Group::Group(const DistOptions& options) : options_(options) {
@@ -95,25 +109,71 @@ Group::Group(const DistOptions& options) : options_(options) {
   } catch (const std::exception& e) {
     throw std::runtime_error(who + ": connecting the Gloo process group failed: " + std::string(e.what()).substr(0, 300));
   }
+  impl_->options = options_;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  impl_->host = host;
+  const std::string me = impl_->host + "\n" + std::to_string(::getpid());
+  try {
+    impl_->store->set("gsoft/peer/" + std::to_string(options_.rank), std::vector<uint8_t>(me.begin(), me.end()));
+    for (int64_t r = 0; r < options_.world_size; ++r) {
+      const auto v = impl_->store->get("gsoft/peer/" + std::to_string(r));
+      const std::string text(v.begin(), v.end());
+      const size_t nl = text.find('\n');
+      impl_->peers.emplace_back(text.substr(0, nl), nl == std::string::npos ? -1 : std::stoll(text.substr(nl + 1)));
+    }
+  } catch (const std::exception& e) {
+    throw std::runtime_error(who + ": exchanging process ids through the store at " + where + " failed (" +
+                             std::string(e.what()).substr(0, 300) + ")");
+  }
 }
 
 Group::~Group() = default;
 
 namespace {
 
-// Runs a collective; a failure (a rank that died, a timeout) becomes one clear error.
-void wait_for(const c10::intrusive_ptr<c10d::Work>& work, const DistOptions& o, const char* what) {
-  try {
-    work->wait(o.timeout);
-  } catch (const std::exception& e) {
-    throw std::runtime_error("rank " + std::to_string(o.rank) + ": " + what + " across " + std::to_string(o.world_size) +
-                             " ranks failed (" + std::string(e.what()).substr(0, 300) +
-                             "). Another rank stopped or did not answer within " +
-                             std::to_string(o.timeout.count() / 1000) + " s; its own error says why");
-  }
+// Whether process `pid` of this host still runs (a zombie does not).
+bool is_running(int64_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH;
+  std::string line;
+  std::getline(stat, line);
+  const size_t close = line.rfind(')');  // the state follows the parenthesised command name
+  return close == std::string::npos || close + 2 >= line.size() || (line[close + 2] != 'Z' && line[close + 2] != 'X');
 }
 
 }  // namespace
+
+// Which ranks this rank can tell are gone: those on its host whose process ended.
+std::string Group::Impl::lost_ranks() const {
+  // A killed peer's sockets close while it exits, so its process may outlive the error by a moment.
+  std::string named;
+  for (int tries = 0; tries < 40 && named.empty(); ++tries) {
+    if (tries > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (size_t r = 0; r < peers.size(); ++r) {
+      if (static_cast<int64_t>(r) == options.rank) continue;
+      const auto& [peer_host, pid] = peers[r];
+      if (peer_host == host && !is_running(pid))
+        named += (named.empty() ? "" : ", ") + std::string("rank ") + std::to_string(r) + " (pid " + std::to_string(pid) + ")";
+    }
+  }
+  if (!named.empty()) return named + (named.find(',') == std::string::npos ? " is" : " are") + " no longer running";
+  const std::string within = " within " + std::to_string(options.timeout.count() / 1000) + " s";
+  if (options.world_size == 2)
+    return "the other rank, " + std::to_string(1 - options.rank) + ", stopped or did not answer" + within;
+  return "another rank stopped or did not answer" + within;
+}
+
+// Runs a collective; a failure (a rank that died, a timeout) becomes one clear error.
+void Group::Impl::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) const {
+  try {
+    work->wait(options.timeout);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("rank " + std::to_string(options.rank) + ": " + what + " across " +
+                             std::to_string(options.world_size) + " ranks failed: " + lost_ranks() + "; its own output says why (Gloo: " +
+                             std::string(e.what()).substr(0, 300) + ")");
+  }
+}
 
 void Group::all_reduce_sum(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes) {
   if (!impl_) return;
@@ -134,7 +194,7 @@ void Group::all_reduce_sum(const std::vector<torch::Tensor>& tensors, int64_t bu
     std::vector<torch::Tensor> flat_parts;
     for (const auto& t : bucket) flat_parts.push_back(t.reshape({-1}));
     std::vector<at::Tensor> flat{torch::cat(flat_parts)};
-    wait_for(impl_->pg->allreduce(flat), options_, "all-reduce");
+    impl_->wait(impl_->pg->allreduce(flat), "all-reduce");
     int64_t offset = 0;
     for (const auto& t : bucket) {
       t.copy_(flat[0].narrow(0, offset, t.numel()).view_as(t));
@@ -161,7 +221,7 @@ void Group::broadcast(const std::vector<torch::Tensor>& tensors, int64_t root) {
     std::vector<at::Tensor> one{t.contiguous()};
     c10d::BroadcastOptions bo;
     bo.rootRank = root;
-    wait_for(impl_->pg->broadcast(one, bo), options_, "broadcast");
+    impl_->wait(impl_->pg->broadcast(one, bo), "broadcast");
     if (!one[0].is_same(t)) t.copy_(one[0]);
   }
 }
@@ -181,7 +241,7 @@ torch::Tensor Group::all_gather_rows(const torch::Tensor& t) {
   std::vector<std::vector<at::Tensor>> out(1);
   for (int64_t r = 0; r < options_.world_size; ++r) out[0].push_back(torch::empty(shape, t.options()));
   std::vector<at::Tensor> in{padded};
-  wait_for(impl_->pg->allgather(out, in), options_, "all-gather");
+  impl_->wait(impl_->pg->allgather(out, in), "all-gather");
   std::vector<torch::Tensor> parts;
   for (int64_t r = 0; r < options_.world_size; ++r)
     parts.push_back(out[0][static_cast<size_t>(r)].narrow(0, 0, static_cast<int64_t>(counts[r].item<double>())));
@@ -213,7 +273,7 @@ void Group::check_same(const std::string& what, const std::string& value) {
 
 void Group::barrier() {
   if (!impl_) return;
-  wait_for(impl_->pg->barrier(), options_, "barrier");
+  impl_->wait(impl_->pg->barrier(), "barrier");
 }
 
 torch::Tensor share_weighted(const Group& group, const torch::Tensor& loss, int64_t rows, int64_t total) {
@@ -347,7 +407,7 @@ std::vector<double> GradReducer::finish(const std::vector<double>& values) {
   std::vector<at::Tensor> one{sums};
   const auto values_work = group_.impl_->pg->allreduce(one);
   for (auto& b : s.buckets) {
-    wait_for(b.work, group_.options_, "gradient all-reduce");
+    group_.impl_->wait(b.work, "gradient all-reduce");
     for (size_t m : b.members) {
       const State::Slot& slot = s.slots[m];
       torch::Tensor& p = s.params[m];
@@ -358,7 +418,7 @@ std::vector<double> GradReducer::finish(const std::vector<double>& values) {
         p.mutable_grad() = torch::Tensor();
     }
   }
-  wait_for(values_work, group_.options_, "all-reduce");
+  group_.impl_->wait(values_work, "all-reduce");
   s.armed = false;
   if (s.first_step) {
     // A tensor that no rank gave a gradient (a part of the model the loss does not use) would hold

@@ -265,6 +265,8 @@ TEST(DataParallelFaults, AKilledWorkerStopsTheOtherAndTheCheckpointResumes) {
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
   const std::string log0 = read_text(f.dir / "rank0.log");
   EXPECT_NE(log0.find("error: rank 0:"), std::string::npos) << log0;
+  // The survivor names the rank that is gone (the process ids were exchanged at start-up).
+  EXPECT_NE(log0.find("rank 1 (pid " + std::to_string(r1) + ") is no longer running"), std::string::npos) << log0;
   EXPECT_LT(took, 60);
   // The last checkpoint is whole, and a run with another rank count resumes from it.
   const auto state = gsoft::io::read_safetensors(ckpt.string());
