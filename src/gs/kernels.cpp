@@ -171,6 +171,38 @@ int64_t block_grad_dot16(const float* const* grows, const float* const* src, int
   return k0;
 }
 
+// Block gradient for narrow blocks whose sides are multiples of 4: 4 x 4 pairs at a time, so each
+// lane vector of a G row or an S row is loaded once for four products (the pairwise form loads
+// both for one), then one reduce16 for the 16 sums.
+template <int L>
+void block_grad_4x4(const float* const* grows, const float* const* src, int64_t br, int64_t bc, float* gBi) {
+  for (int64_t r0 = 0; r0 < br; r0 += 4)
+    for (int64_t c0 = 0; c0 < bc; c0 += 4) {
+      __m512 acc[16];
+#pragma GCC unroll 16
+      for (int k = 0; k < 16; ++k) acc[k] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+      for (int v = 0; v < L / 16; ++v) {
+        __m512 g[4], sv[4];
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) {
+          g[q] = _mm512_load_ps(grows[r0 + q] + 16 * v);
+          sv[q] = _mm512_load_ps(src[c0 + q] + 16 * v);
+        }
+#pragma GCC unroll 4
+        for (int a = 0; a < 4; ++a)
+#pragma GCC unroll 4
+          for (int c = 0; c < 4; ++c) acc[4 * a + c] = _mm512_fmadd_ps(g[a], sv[c], acc[4 * a + c]);
+      }
+      alignas(64) float sums[16];  // sums[4a + c] = <g_{r0+a}, s_{c0+c}>
+      _mm512_store_ps(sums, reduce16(acc));
+      for (int a = 0; a < 4; ++a) {
+        float* dst = gBi + (r0 + a) * bc + c0;
+        _mm_storeu_ps(dst, _mm_add_ps(_mm_loadu_ps(dst), _mm_load_ps(sums + 4 * a)));
+      }
+    }
+}
+
 template <int L, int RB>
 inline void outer_rows(const float* const* g, const float* St, int64_t ld, int64_t nvec, float* gB) {
   switch (nvec) {
@@ -332,8 +364,8 @@ inline T lane_sum(T* v) {
 }
 
 // gBi (br x bc) += G · S^T for one block over the L lanes, G rows `grows`, S rows `src`: outer
-// products when the block has a multiple of 16 columns, grouped 16-way dot products otherwise,
-// scalar lane sums for what is left.
+// products when the block has a multiple of 16 columns, 4 x 4 tiles of dot products when both
+// sides are multiples of 4, grouped 16-way dot products otherwise, scalar lane sums for what is left.
 template <typename T, int L>
 void accumulate_block_grad(const T* const* grows, const T* const* src, int64_t br, int64_t bc, T* gBi,
                            [[maybe_unused]] T* scratch) {
@@ -342,6 +374,10 @@ void accumulate_block_grad(const T* const* grows, const T* const* src, int64_t b
   if constexpr (std::is_same_v<T, float> && L % 16 == 0) {
     if (bc % 16 == 0) {
       block_grad_outer<L>(grows, src, br, bc, gBi, scratch);
+      return;
+    }
+    if (br % 4 == 0 && bc % 4 == 0) {
+      block_grad_4x4<L>(grows, src, br, bc, gBi);
       return;
     }
     done = block_grad_dot16<L>(grows, src, br, bc, gBi);
