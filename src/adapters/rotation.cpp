@@ -79,10 +79,15 @@ class RotationAdapter : public LinearAdapter {
                         const torch::Tensor& bias, bool /*training*/) const override {
     auto h = functional::gs_apply(in_chain_, x, in_blocks());
     auto y = torch::nn::functional::linear(h, weight);
-    if (has_out_) y = functional::gs_apply(out_chain_, y, out_blocks());
     const auto s = scale();
-    if (s.defined() && s.requires_grad() && s.abs().min().item<double>() > kMinScaleForRecompute)
-      return bias.defined() ? ScaleShift::apply(y, s, bias) : ScaleOnly::apply(y, s);
+    const bool recover = s.defined() && s.requires_grad() && s.abs().min().item<double>() > kMinScaleForRecompute;
+    if (has_out_) {
+      // Rotation, scale and bias in one op that keeps only its output: Q_out's input is recovered
+      // in the backward as Q_out^T ((out - b) / s), instead of being kept per layer.
+      if (recover && out_blocks_orthogonal()) return functional::gs_apply_scaled(out_chain_, y, out_blocks(), s, bias);
+      y = functional::gs_apply(out_chain_, y, out_blocks());
+    }
+    if (recover) return bias.defined() ? ScaleShift::apply(y, s, bias) : ScaleOnly::apply(y, s);
     if (s.defined() && bias.defined()) return torch::addcmul(bias, y, s);  // one pass for both
     if (s.defined()) y = y * s;
     return bias.defined() ? y + bias : y;
@@ -110,6 +115,8 @@ class RotationAdapter : public LinearAdapter {
   virtual std::vector<torch::Tensor> in_blocks() const = 0;
   virtual std::vector<torch::Tensor> out_blocks() const { return {}; }
   virtual torch::Tensor scale() const { return {}; }  // (out_features) or undefined
+  // Whether out_blocks() are orthogonal to float precision (Cayley, exp), so that Q_out^T undoes Q_out.
+  virtual bool out_blocks_orthogonal() const { return false; }
 
   GSChain in_chain_;
   GSChain out_chain_;
@@ -162,6 +169,9 @@ class GSOFTAdapter : public RotationAdapter {
     return {functional::orthogonal_blocks(out_R_, map_, terms_), functional::orthogonal_blocks(out_L_, map_, terms_)};
   }
   torch::Tensor scale() const override { return s_; }
+  bool out_blocks_orthogonal() const override {
+    return map_ == Parametrization::Cayley || map_ == Parametrization::Exp;
+  }
 
  private:
   Method method_;

@@ -87,6 +87,75 @@ class GSApplyFunction : public torch::autograd::Function<GSApplyFunction> {
   }
 };
 
+// out = s * (A x) + b for an orthogonal A, keeping {out, s, b} and the blocks instead of x: the
+// backward recovers y = (out - b) / s and x = A^T y with one more pass of the kernel, so the rotation
+// costs no activation memory beyond the output, which the next op keeps anyway.
+class GSApplyScaledFunction : public torch::autograd::Function<GSApplyScaledFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor s, torch::Tensor b,
+                               torch::TensorList blocks, c10::intrusive_ptr<ChainHolder> holder) {
+    const auto& chain = holder->chain;
+    const auto x2 = x.reshape({-1, chain.in_features()}).contiguous();
+    std::vector<torch::Tensor> bs;
+    for (const auto& blk : blocks) bs.push_back(blk.contiguous());
+    auto y = torch::empty({x2.size(0), chain.out_features()}, x2.options());
+    kernels::ChainPlan plan(chain);
+    AT_DISPATCH_FLOATING_TYPES(x2.scalar_type(), "gs_apply_scaled", [&] {
+      std::vector<const scalar_t*> ptrs;
+      for (const auto& blk : bs) ptrs.push_back(blk.data_ptr<scalar_t>());
+      kernels::chain_forward<scalar_t>(plan, ptrs.data(), x2.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), x2.size(0));
+    });
+    auto out = torch::addcmul(b, y, s);
+    bs.insert(bs.begin(), {out, s, b});
+    ctx->save_for_backward(bs);
+    ctx->saved_data["x_shape"] = x.sizes().vec();
+    ctx->saved_data["chain"] = c10::IValue::make_capsule(holder);
+    auto out_shape = x.sizes().vec();
+    out_shape.back() = chain.out_features();
+    return out.view(out_shape);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto holder = c10::static_intrusive_pointer_cast<ChainHolder>(ctx->saved_data["chain"].toCapsule());
+    const auto& chain = holder->chain;
+    const auto saved = ctx->get_saved_variables();
+    const auto& out = saved[0];
+    const auto& s = saved[1];
+    const auto& b = saved[2];
+    const std::vector<torch::Tensor> bs(saved.begin() + 3, saved.end());
+    const auto g = grad_outputs[0].reshape({-1, chain.out_features()}).contiguous();
+    const auto y = ((out - b) / s).contiguous();
+    // x = A^T y: the transposed chain with the blocks transposed, in reverse order.
+    const GSChain t = chain.transposed();
+    std::vector<torch::Tensor> tbs;
+    for (auto it = bs.rbegin(); it != bs.rend(); ++it) tbs.push_back(it->transpose(1, 2).contiguous());
+    auto x2 = torch::empty({y.size(0), chain.in_features()}, y.options());
+    const auto gy = (g * s).contiguous();
+    const bool need_x = ctx->needs_input_grad(0);
+    torch::Tensor gx = need_x ? torch::empty_like(x2) : torch::Tensor();
+    std::vector<torch::Tensor> gbs;
+    for (const auto& blk : bs) gbs.push_back(torch::empty_like(blk));
+    kernels::ChainPlan tplan(t), plan(chain);
+    AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "gs_apply_scaled_backward", [&] {
+      std::vector<const scalar_t*> tptrs, ptrs;
+      std::vector<scalar_t*> gptrs;
+      for (const auto& blk : tbs) tptrs.push_back(blk.data_ptr<scalar_t>());
+      for (const auto& blk : bs) ptrs.push_back(blk.data_ptr<scalar_t>());
+      for (auto& gb : gbs) gptrs.push_back(gb.data_ptr<scalar_t>());
+      kernels::chain_forward<scalar_t>(tplan, tptrs.data(), y.data_ptr<scalar_t>(), x2.data_ptr<scalar_t>(), y.size(0));
+      kernels::chain_backward<scalar_t>(plan, ptrs.data(), x2.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
+                                        need_x ? gx.data_ptr<scalar_t>() : nullptr, gptrs.data(), y.size(0));
+    });
+    variable_list grads;
+    grads.push_back(need_x ? gx.reshape(ctx->saved_data["x_shape"].toIntVector()) : torch::Tensor());
+    grads.push_back(ctx->needs_input_grad(1) ? (g * y).sum(0) : torch::Tensor());
+    grads.push_back(ctx->needs_input_grad(2) ? g.sum(0) : torch::Tensor());
+    for (auto& gb : gbs) grads.push_back(gb);
+    grads.push_back(torch::Tensor());  // holder
+    return grads;
+  }
+};
+
 }  // namespace
 
 torch::Tensor block_diag(const torch::Tensor& blocks) {
@@ -124,6 +193,22 @@ torch::Tensor gs_apply(const GSChain& chain, const torch::Tensor& x,
               "gs_apply: expected float32 or float64 on CPU, got ", x.scalar_type());
   auto holder = c10::make_intrusive<ChainHolder>(chain);
   return GSApplyFunction::apply(x, torch::TensorList(blocks), holder);
+}
+
+torch::Tensor gs_apply_scaled(const GSChain& chain, const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
+                              const torch::Tensor& s, const torch::Tensor& bias) {
+  check_inputs(chain, x, blocks, "gs_apply_scaled");
+  GSOFT_CHECK(chain.in_features() == chain.out_features(), "gs_apply_scaled: the chain must be square, got ",
+              chain.out_features(), " x ", chain.in_features());
+  const int64_t n = chain.out_features();
+  GSOFT_CHECK(s.defined() && s.dim() == 1 && s.size(0) == n, "gs_apply_scaled: s must have shape (", n, "), got ",
+              s.defined() ? format_shape(s.sizes()) : std::string("undefined"));
+  GSOFT_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == n), "gs_apply_scaled: bias must have shape (", n,
+              "), got ", bias.defined() ? format_shape(bias.sizes()) : std::string("undefined"));
+  const auto b = bias.defined() ? bias : torch::zeros({n}, s.options().requires_grad(false));
+  if (!x.device().is_cpu()) return torch::addcmul(b, gs_apply_unfused(chain, x, blocks), s);
+  auto holder = c10::make_intrusive<ChainHolder>(chain);
+  return GSApplyScaledFunction::apply(x, s, b, torch::TensorList(blocks), holder);
 }
 
 torch::Tensor gs_apply_transpose(const GSChain& chain, const torch::Tensor& x,

@@ -183,14 +183,18 @@ TEST(OFTAdapter, MatchesPEFTFormulas) {
   }
 }
 
-// GSOFT's scale keeps the layer's output for the backward and recovers s's input from it; the
-// gradients equal those of linear(x, W') with the differentiable adapted weight (float64), with and
-// without bias, and with an |s| below the recovery threshold (the plain path).
+// GSOFT's scale keeps the layer's output for the backward and recovers s's input from it (Double
+// GSOFT also Q_out's input, as Q_out^T of it); the gradients equal those of linear(x, W') with the
+// differentiable adapted weight (float64), with and without bias, with an |s| below the recovery
+// threshold and with the non-orthogonal free map (both the plain path).
 TEST(GSOFTAdapter, ScaleRecoveredFromTheOutputGivesTheSameGradients) {
+  for (Method method : {Method::GSOFT, Method::DoubleGSOFT})
+  for (Parametrization map : {Parametrization::Cayley, Parametrization::Free})
   for (bool with_bias : {true, false})
     for (double tiny : {0.0, 1e-5}) {
       AdapterConfig c;
-      c.method = Method::GSOFT;
+      c.method = method;
+      c.parametrization = map;
       c.block_size = 4;
       c.target_modules = {"layer"};
       c.init_weights = false;
@@ -216,7 +220,8 @@ TEST(GSOFTAdapter, ScaleRecoveredFromTheOutputGivesTheSameGradients) {
       const auto g = torch::autograd::grad({(out * G).sum()}, inputs);
       const auto gr = torch::autograd::grad({(ref * G).sum()}, inputs);
       for (size_t i = 0; i < g.size(); ++i)
-        EXPECT_LT(rel_diff(g[i], gr[i]), 1e-9) << "input " << i << " bias " << with_bias << " tiny " << tiny;
+        EXPECT_LT(rel_diff(g[i], gr[i]), 1e-9) << to_string(method) << " " << to_string(map) << " input " << i
+                                                << " bias " << with_bias << " tiny " << tiny;
     }
 }
 

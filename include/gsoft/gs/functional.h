@@ -15,6 +15,14 @@ namespace gsoft::functional {
 torch::Tensor gs_apply(const GSChain& chain, const torch::Tensor& x,
                        const std::vector<torch::Tensor>& blocks);
 
+// out = s * (A x) + bias for every row, A orthogonal (blocks from an exact orthogonal map), s of
+// shape (out_features), bias of shape (out_features) or undefined. Keeps only out, s and bias for
+// the backward, which recovers A x = (out - bias) / s and x = A^T (A x): no activation memory for
+// the rotation's input, for one more pass of the kernel. The recovery needs every |s| well away
+// from 0 and A orthogonal to float precision; callers check both.
+torch::Tensor gs_apply_scaled(const GSChain& chain, const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
+                              const torch::Tensor& s, const torch::Tensor& bias);
+
 // y = A^T x for every row (y = x @ A).
 torch::Tensor gs_apply_transpose(const GSChain& chain, const torch::Tensor& x,
                                  const std::vector<torch::Tensor>& blocks);
