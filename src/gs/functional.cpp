@@ -1,5 +1,6 @@
 #include "gsoft/gs/functional.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include "gsoft/core/error.h"
@@ -87,6 +88,23 @@ class GSApplyFunction : public torch::autograd::Function<GSApplyFunction> {
   }
 };
 
+// d[j] = sum_r a[r][j] b[r][j] for (rows, n) contiguous a and b, without the (rows, n) product that
+// (a * b).sum(0) would allocate: threads take column ranges, each sums its rows in order.
+torch::Tensor column_dots(const torch::Tensor& a, const torch::Tensor& b) {
+  const int64_t rows = a.size(0), n = a.size(1);
+  auto d = torch::zeros({n}, a.options());
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "column_dots", [&] {
+    const scalar_t* pa = a.data_ptr<scalar_t>();
+    const scalar_t* pb = b.data_ptr<scalar_t>();
+    scalar_t* pd = d.data_ptr<scalar_t>();
+    at::parallel_for(0, n, 64, [&](int64_t j0, int64_t j1) {
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = j0; j < j1; ++j) pd[j] += pa[r * n + j] * pb[r * n + j];
+    });
+  });
+  return d;
+}
+
 // out = s * (A x) + b for an orthogonal A, keeping {out, s, b} and the blocks instead of x: the
 // backward recovers y = (out - b) / s and x = A^T y with one more pass of the kernel, so the rotation
 // costs no activation memory beyond the output, which the next op keeps anyway.
@@ -124,31 +142,38 @@ class GSApplyScaledFunction : public torch::autograd::Function<GSApplyScaledFunc
     const auto& b = saved[2];
     const std::vector<torch::Tensor> bs(saved.begin() + 3, saved.end());
     const auto g = grad_outputs[0].reshape({-1, chain.out_features()}).contiguous();
-    const auto y = ((out - b) / s).contiguous();
+    // Temporaries of the layer's size are what the peak of a backward is made of: y is formed in
+    // place and released once x and s's gradient have it.
+    auto y = torch::sub(out, b).div_(s).contiguous();
+    const torch::Tensor gs = ctx->needs_input_grad(1) ? column_dots(g, y) : torch::Tensor();
     // x = A^T y: the transposed chain with the blocks transposed, in reverse order.
     const GSChain t = chain.transposed();
     std::vector<torch::Tensor> tbs;
     for (auto it = bs.rbegin(); it != bs.rend(); ++it) tbs.push_back(it->transpose(1, 2).contiguous());
     auto x2 = torch::empty({y.size(0), chain.in_features()}, y.options());
+    kernels::ChainPlan tplan(t), plan(chain);
+    AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "gs_apply_scaled_recover", [&] {
+      std::vector<const scalar_t*> tptrs;
+      for (const auto& blk : tbs) tptrs.push_back(blk.data_ptr<scalar_t>());
+      kernels::chain_forward<scalar_t>(tplan, tptrs.data(), y.data_ptr<scalar_t>(), x2.data_ptr<scalar_t>(), y.size(0));
+    });
+    y = torch::Tensor();
     const auto gy = (g * s).contiguous();
     const bool need_x = ctx->needs_input_grad(0);
     torch::Tensor gx = need_x ? torch::empty_like(x2) : torch::Tensor();
     std::vector<torch::Tensor> gbs;
     for (const auto& blk : bs) gbs.push_back(torch::empty_like(blk));
-    kernels::ChainPlan tplan(t), plan(chain);
-    AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "gs_apply_scaled_backward", [&] {
-      std::vector<const scalar_t*> tptrs, ptrs;
+    AT_DISPATCH_FLOATING_TYPES(x2.scalar_type(), "gs_apply_scaled_backward", [&] {
+      std::vector<const scalar_t*> ptrs;
       std::vector<scalar_t*> gptrs;
-      for (const auto& blk : tbs) tptrs.push_back(blk.data_ptr<scalar_t>());
       for (const auto& blk : bs) ptrs.push_back(blk.data_ptr<scalar_t>());
       for (auto& gb : gbs) gptrs.push_back(gb.data_ptr<scalar_t>());
-      kernels::chain_forward<scalar_t>(tplan, tptrs.data(), y.data_ptr<scalar_t>(), x2.data_ptr<scalar_t>(), y.size(0));
       kernels::chain_backward<scalar_t>(plan, ptrs.data(), x2.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
-                                        need_x ? gx.data_ptr<scalar_t>() : nullptr, gptrs.data(), y.size(0));
+                                        need_x ? gx.data_ptr<scalar_t>() : nullptr, gptrs.data(), x2.size(0));
     });
     variable_list grads;
     grads.push_back(need_x ? gx.reshape(ctx->saved_data["x_shape"].toIntVector()) : torch::Tensor());
-    grads.push_back(ctx->needs_input_grad(1) ? (g * y).sum(0) : torch::Tensor());
+    grads.push_back(gs);
     grads.push_back(ctx->needs_input_grad(2) ? g.sum(0) : torch::Tensor());
     for (auto& gb : gbs) grads.push_back(gb);
     grads.push_back(torch::Tensor());  // holder
