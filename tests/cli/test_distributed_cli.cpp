@@ -18,6 +18,7 @@
 #include "gsoft/io/safetensors.h"
 #include "support/cli_output.h"
 #include "support/helpers.h"
+#include "support/ports.h"
 #include "support/tiny_model.h"
 
 #ifdef GSOFT_CLI_PATH
@@ -28,17 +29,7 @@ using gsoft::test::read_jsonl;
 using gsoft::test::read_text;
 using gsoft::test::run_command;
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using gsoft::test::free_port;
 
 // 37 evaluation rows: uneven evaluation shards.
 struct Fixture : gsoft::test::TinyTrainDir {

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "gsoft/dist/group.h"
+#include "support/ports.h"
 
 namespace {
 
@@ -18,17 +19,7 @@ using gsoft::dist::DistOptions;
 using gsoft::dist::GradReducer;
 using gsoft::dist::Group;
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using gsoft::test::free_port;
 
 // Runs body(group) as rank 0 and rank 1 of a fresh group, each on its own thread; failures of
 // either rank are reported with its number.
