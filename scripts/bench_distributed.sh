@@ -3,17 +3,19 @@
 # Gloo on loopback), for GSOFT and full fine-tuning of the shipped encoder on the polarity
 # sentences, with the all-reduce bytes and time per step. docs/benchmarks.md quotes its output.
 # Usage: scripts/bench_distributed.sh [STEPS]   (after scripts/build.sh and scripts/setup.sh)
+# GSOFT_BIN=path runs another build of gsoft (for a before/after comparison).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-40}
+bin=${GSOFT_BIN:-build/gsoft}
 data="data/polarity/polarity-en-pang&lee2.csv"
 out=runs/bench-distributed
 common=(train --model models/polarity-bert --train-file "$data" --no-header --text-column 1 --label-column 0
         --max-steps "$steps" --batch-size 32 --max-len 64 --dropout 0 --log-every 1000 --no-resume)
 for method in gsoft full; do
   margs=(--method "$method"); [ "$method" = gsoft ] && margs+=(--block-size 8)
-  one=$(build/gsoft --threads 2 "${common[@]}" "${margs[@]}" --out "$out/$method-1x2" 2>/dev/null | tail -1)
-  two=$(build/gsoft "${common[@]}" "${margs[@]}" --nproc 2 --out "$out/$method-2x1" 2>/dev/null | tail -1)
+  one=$("$bin" --threads 2 "${common[@]}" "${margs[@]}" --out "$out/$method-1x2" 2>/dev/null | tail -1)
+  two=$("$bin" "${common[@]}" "${margs[@]}" --nproc 2 --out "$out/$method-2x1" 2>/dev/null | tail -1)
   python3 - "$method" "$one" "$two" <<'PY'
 import json, sys
 method, one, two = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])

@@ -30,7 +30,7 @@ def _cases(n):
     return [
         ("frozen", None, 0, "0"),
         ("gsoft_b8", cfg("gsoft", block_size=8), 2 * n, "in + out"),
-        ("double_gsoft_b8", cfg("double_gsoft", block_size=8), 3 * n, "in + 2 out"),
+        ("double_gsoft_b8", cfg("double_gsoft", block_size=8), 2 * n, "in + out"),
         ("oft_b16", cfg("oft", block_size=16), n, "in"),
         ("boft_b8_m2", cfg("boft", block_size=8, boft_n_butterfly_factor=2), 2 * n, "in + out"),
         ("boft_b8_m4", cfg("boft", block_size=8, boft_n_butterfly_factor=4), 2 * n, "in + out"),

@@ -12,7 +12,9 @@ def test_saved_bytes_per_token_match_the_formulas():
     assert rows["frozen"]["input_bytes_per_token"] == 0
     assert rows["lora_r8"]["input_bytes_per_token"] == 4 * 64
     # GSOFT's scale keeps the layer's own output (what attention's matmuls and GELU keep anyway),
-    # not a tensor of its own; LoRA keeps its rank-r intermediate.
-    assert rows["gsoft_b8"]["output_bytes_per_token"] == 4 * 64
-    assert rows["gsoft_b8"]["own_bytes_per_token"] == 0
+    # not a tensor of its own, and Double GSOFT recovers Q_out's input from that output too; LoRA
+    # keeps its rank-r intermediate.
+    for name in ("gsoft_b8", "double_gsoft_b8"):
+        assert rows[name]["output_bytes_per_token"] == 4 * 64, name
+        assert rows[name]["own_bytes_per_token"] == 0, name
     assert rows["lora_r8"]["own_bytes_per_token"] == 4 * 8
