@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -98,6 +99,9 @@ void add_dist_options(CLI::App* cmd, DistCliOptions& o) {
   cmd->add_option("--backend", o.backend, "Collective backend: gloo (CPU, tested) or nccl (CUDA builds of libtorch only)")
       ->check(CLI::IsMember({"gloo", "nccl"}))->capture_default_str()->group(g);
   cmd->add_option("--dist-timeout", o.timeout, "Seconds a rank waits for the others before it stops with an error")
+      ->check(CLI::PositiveNumber)->capture_default_str()->group(g);
+  cmd->add_option("--bucket-mb", o.bucket_mb, "Largest gradient bucket in MB: each starts its all-reduce as soon as the\n"
+                                              "backward has filled it (a size above the model's waits for the whole backward)")
       ->check(CLI::PositiveNumber)->capture_default_str()->group(g);
 }
 
@@ -196,6 +200,7 @@ std::unique_ptr<dist::Group> join_group(const DistCliOptions& o) {
   if (is_worker()) d = dist::DistOptions::from_env();
   d.backend = o.backend;
   d.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout * 1000));
+  d.bucket_bytes = std::max<int64_t>(1, static_cast<int64_t>(o.bucket_mb * (1 << 20)));
   return std::make_unique<dist::Group>(d);
 }
 

@@ -25,6 +25,7 @@ struct DistCliOptions {
   int64_t master_port = 0;  // 0: a free port on one machine, 29500 across machines
   std::string backend = "gloo";
   double timeout = 60;      // seconds
+  double bucket_mb = 1;     // GradReducer's bucket size
 };
 
 void add_dist_options(CLI::App* cmd, DistCliOptions& o);

@@ -16,14 +16,18 @@ for method in gsoft full; do
   margs=(--method "$method"); [ "$method" = gsoft ] && margs+=(--block-size 8)
   one=$("$bin" --threads 2 "${common[@]}" "${margs[@]}" --out "$out/$method-1x2" 2>/dev/null | tail -1)
   two=$("$bin" "${common[@]}" "${margs[@]}" --nproc 2 --out "$out/$method-2x1" 2>/dev/null | tail -1)
-  python3 - "$method" "$one" "$two" <<'PY'
+  # One bucket larger than the model: the exchange starts only after the whole backward.
+  late=$("$bin" "${common[@]}" "${margs[@]}" --nproc 2 --bucket-mb 1024 --out "$out/$method-2x1-late" 2>/dev/null | tail -1)
+  python3 - "$method" "$one" "$two" "$late" <<'PY'
 import json, sys
-method, one, two = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+method, one, two, late = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
 s1, s2 = one["steps"] / one["train_seconds"], two["steps"] / two["train_seconds"]
 print(json.dumps({"method": method, "steps_per_s_1x2": round(s1, 3), "steps_per_s_2x1": round(s2, 3),
                   "ratio_2x1_over_1x2": round(s2 / s1, 3), "trainable_params": one["trainable_params"],
                   "all_reduce_bytes_per_step": two["all_reduce_bytes_per_step"],
                   "all_reduce_ms_per_step": round(two["all_reduce_ms_per_step"], 2),
-                  "ms_per_step_2x1": round(1000 / s2, 1)}))
+                  "ms_per_step_2x1": round(1000 / s2, 1),
+                  "ms_per_step_2x1_one_bucket": round(1000 * late["train_seconds"] / late["steps"], 1),
+                  "all_reduce_ms_per_step_one_bucket": round(late["all_reduce_ms_per_step"], 2)}))
 PY
 done

@@ -55,6 +55,7 @@ void DistOptions::validate() const {
   GSOFT_CHECK(!master_addr.empty(), "distributed: the master address is empty");
   GSOFT_CHECK(backend == "gloo" || backend == "nccl", "distributed: backend must be gloo or nccl, got '", backend, "'");
   GSOFT_CHECK(timeout.count() > 0, "distributed: the timeout must be positive");
+  GSOFT_CHECK(bucket_bytes > 0, "distributed: the bucket size must be positive, got ", bucket_bytes, " bytes");
 }
 
 struct Group::Impl {
@@ -346,6 +347,7 @@ struct GradReducer::State {
 GradReducer::GradReducer(Group& group, std::vector<torch::Tensor> params, int64_t bucket_bytes)
     : group_(group), state_(std::make_unique<State>()) {
   if (group_.world_size() == 1) return;
+  if (bucket_bytes == 0) bucket_bytes = group_.options().bucket_bytes;
   GSOFT_CHECK(bucket_bytes > 0, "GradReducer: bucket_bytes must be positive, got ", bucket_bytes);
   State& st = *state_;
   st.params = std::move(params);

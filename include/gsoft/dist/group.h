@@ -26,6 +26,9 @@ struct DistOptions {
   int64_t master_port = 29500;
   // How long a collective, or the rendezvous, waits for the other ranks before it fails.
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};
+  // The largest gradient bucket of GradReducer: smaller buckets start sooner during the backward,
+  // larger ones cost fewer messages (one bucket: the exchange waits for the whole backward).
+  int64_t bucket_bytes = int64_t{1} << 20;
 
   // RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT as torchrun sets them; world size 1 when
   // WORLD_SIZE is unset. Throws naming the variable when one is set but malformed.
@@ -103,7 +106,8 @@ bool any_rank(Group& group, bool flag);
 // With a group of one it registers nothing and finish() returns `values` unchanged.
 class GradReducer {
  public:
-  GradReducer(Group& group, std::vector<torch::Tensor> params, int64_t bucket_bytes = int64_t{1} << 20);
+  // bucket_bytes 0: the group's options().bucket_bytes.
+  GradReducer(Group& group, std::vector<torch::Tensor> params, int64_t bucket_bytes = 0);
   ~GradReducer();
   GradReducer(const GradReducer&) = delete;
   GradReducer& operator=(const GradReducer&) = delete;
