@@ -1,6 +1,7 @@
 #pragma once
 // Progress lines for long commands, and SIGINT/SIGTERM turned into a polite stop request.
 #include <atomic>
+#include <ctime>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -32,16 +33,32 @@ inline std::string format_step(const StepInfo& s) {
   return buf;
 }
 
-// The first SIGINT or SIGTERM asks the trainer to save and stop; a second one kills as usual.
+// The first SIGINT or SIGTERM asks the trainer to save and stop; a second one kills as usual. A
+// repeat within a second counts as the same request: `timeout` signals the command and then its
+// process group, so one request can arrive twice, and on a busy machine the handler may run between.
 inline std::atomic<bool>& stop_requested() {
   static std::atomic<bool> flag{false};
   return flag;
 }
 
+inline std::atomic<int64_t>& first_stop_ms() {
+  static std::atomic<int64_t> ms{-1};
+  return ms;
+}
+
 inline void install_stop_handlers() {
   auto handler = [](int sig) {
-    stop_requested().store(true);
-    std::signal(sig, SIG_DFL);
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);  // async-signal-safe, unlike std::chrono's clocks
+    const int64_t ms = static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+    const int64_t first = first_stop_ms().load();
+    if (first < 0) {
+      first_stop_ms().store(ms);
+      stop_requested().store(true);
+    } else if (ms - first > 1000) {
+      std::signal(sig, SIG_DFL);
+      std::raise(sig);
+    }
   };
   std::signal(SIGINT, handler);
   std::signal(SIGTERM, handler);
