@@ -33,7 +33,7 @@ torch::autograd::variable_list scale_backward(torch::autograd::AutogradContext* 
   const auto g2 = g.reshape({-1, n});
   torch::autograd::variable_list out{ctx->needs_input_grad(0) ? g * saved[1] : torch::Tensor()};
   out.push_back(ctx->needs_input_grad(1)
-                    ? (g2 * (bias ? saved[0] - saved[2] : saved[0]).reshape({-1, n})).sum(0) / saved[1]
+                    ? functional::column_dots(g2, (bias ? saved[0] - saved[2] : saved[0]).reshape({-1, n})) / saved[1]
                     : torch::Tensor());
   if (bias) out.push_back(ctx->needs_input_grad(2) ? g2.sum(0) : torch::Tensor());
   return out;

@@ -59,6 +59,7 @@ void DistOptions::validate() const {
 }
 
 struct Group::Impl {
+  explicit Impl(const DistOptions& o) : options(o) {}
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
   int64_t checks = 0;  // makes each check_same's store keys unique
@@ -66,7 +67,7 @@ struct Group::Impl {
   // fails can say which of the others on its host is gone.
   std::vector<std::pair<std::string, int64_t>> peers;
   std::string host;
-  DistOptions options;
+  const DistOptions& options;  // the Group's (a Group is neither copied nor moved)
 
   std::string lost_ranks() const;
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) const;
@@ -75,7 +76,7 @@ struct Group::Impl {
 Group::Group(const DistOptions& options) : options_(options) {
   options_.validate();
   if (options_.world_size == 1) return;
-  impl_ = std::make_unique<Impl>();
+  impl_ = std::make_unique<Impl>(options_);
   const std::string where = options_.master_addr + ":" + std::to_string(options_.master_port);
   const std::string who = "rank " + std::to_string(options_.rank) + " of " + std::to_string(options_.world_size);
   c10d::TCPStoreOptions so;
@@ -110,7 +111,6 @@ Group::Group(const DistOptions& options) : options_(options) {
   } catch (const std::exception& e) {
     throw std::runtime_error(who + ": connecting the Gloo process group failed: " + std::string(e.what()).substr(0, 300));
   }
-  impl_->options = options_;
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   impl_->host = host;

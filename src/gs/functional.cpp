@@ -88,23 +88,6 @@ class GSApplyFunction : public torch::autograd::Function<GSApplyFunction> {
   }
 };
 
-// d[j] = sum_r a[r][j] b[r][j] for (rows, n) contiguous a and b, without the (rows, n) product that
-// (a * b).sum(0) would allocate: threads take column ranges, each sums its rows in order.
-torch::Tensor column_dots(const torch::Tensor& a, const torch::Tensor& b) {
-  const int64_t rows = a.size(0), n = a.size(1);
-  auto d = torch::zeros({n}, a.options());
-  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "column_dots", [&] {
-    const scalar_t* pa = a.data_ptr<scalar_t>();
-    const scalar_t* pb = b.data_ptr<scalar_t>();
-    scalar_t* pd = d.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 64, [&](int64_t j0, int64_t j1) {
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = j0; j < j1; ++j) pd[j] += pa[r * n + j] * pb[r * n + j];
-    });
-  });
-  return d;
-}
-
 // out = s * (A x) + b for an orthogonal A, keeping {out, s, b} and the blocks instead of x: the
 // backward recovers y = (out - b) / s and x = A^T y with one more pass of the kernel, so the rotation
 // costs no activation memory beyond the output, which the next op keeps anyway.
@@ -182,6 +165,26 @@ class GSApplyScaledFunction : public torch::autograd::Function<GSApplyScaledFunc
 };
 
 }  // namespace
+
+torch::Tensor column_dots(const torch::Tensor& a, const torch::Tensor& b) {
+  GSOFT_CHECK(a.dim() == 2 && a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type(),
+              "column_dots: expected two (rows, n) tensors of one dtype, got ", format_shape(a.sizes()), " and ",
+              format_shape(b.sizes()));
+  const auto ac = a.contiguous(), bc = b.contiguous();
+  const int64_t rows = ac.size(0), n = ac.size(1);
+  auto d = torch::zeros({n}, ac.options());
+  AT_DISPATCH_FLOATING_TYPES(ac.scalar_type(), "column_dots", [&] {
+    const scalar_t* pa = ac.data_ptr<scalar_t>();
+    const scalar_t* pb = bc.data_ptr<scalar_t>();
+    scalar_t* pd = d.data_ptr<scalar_t>();
+    // Threads take column ranges; each sums its rows in order, so the result does not depend on them.
+    at::parallel_for(0, n, 64, [&](int64_t j0, int64_t j1) {
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = j0; j < j1; ++j) pd[j] += pa[r * n + j] * pb[r * n + j];
+    });
+  });
+  return d;
+}
 
 torch::Tensor block_diag(const torch::Tensor& blocks) {
   GSOFT_CHECK(blocks.dim() == 3, "block_diag: expected a (nblocks, rows, cols) tensor, got shape ",

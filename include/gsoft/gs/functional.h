@@ -42,6 +42,11 @@ torch::Tensor gs_dense(const GSChain& chain, const std::vector<torch::Tensor>& b
 torch::Tensor reference_butterfly_multiply(const torch::Tensor& x, const torch::Tensor& w1,
                                            const torch::Tensor& w2);
 
+// d[j] = sum over rows r of a[r][j] * b[r][j] for two (rows, n) tensors (CPU, float32/float64),
+// without the (rows, n) product that (a * b).sum(0) allocates: a scale's gradient in a backward
+// whose peak memory is made of such temporaries. Not differentiable.
+torch::Tensor column_dots(const torch::Tensor& a, const torch::Tensor& b);
+
 // Block-diagonal matrix from (nblocks, rows, cols) blocks; differentiable.
 torch::Tensor block_diag(const torch::Tensor& blocks);
 
