@@ -176,42 +176,22 @@ void Group::Impl::wait(const c10::intrusive_ptr<c10d::Work>& work, const char* w
   }
 }
 
-void Group::all_reduce_sum(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes) {
+void Group::all_reduce_sum(const torch::Tensor& t) {
   if (!impl_) return;
+  GSOFT_CHECK(t.is_contiguous(), "all_reduce_sum: expected a contiguous tensor");
   const auto t0 = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
-  // Buckets of one dtype, in the given order.
-  size_t i = 0;
-  while (i < tensors.size()) {
-    std::vector<torch::Tensor> bucket{tensors[i]};
-    int64_t bytes = tensors[i].numel() * static_cast<int64_t>(tensors[i].element_size());
-    size_t j = i + 1;
-    for (; j < tensors.size() && tensors[j].scalar_type() == tensors[i].scalar_type(); ++j) {
-      const int64_t b = tensors[j].numel() * static_cast<int64_t>(tensors[j].element_size());
-      if (bytes + b > bucket_bytes) break;
-      bucket.push_back(tensors[j]);
-      bytes += b;
-    }
-    std::vector<torch::Tensor> flat_parts;
-    for (const auto& t : bucket) flat_parts.push_back(t.reshape({-1}));
-    std::vector<at::Tensor> flat{torch::cat(flat_parts)};
-    impl_->wait(impl_->pg->allreduce(flat), "all-reduce");
-    int64_t offset = 0;
-    for (const auto& t : bucket) {
-      t.copy_(flat[0].narrow(0, offset, t.numel()).view_as(t));
-      offset += t.numel();
-    }
-    stats_.all_reduce_calls += 1;
-    stats_.all_reduce_bytes += bytes;
-    i = j;
-  }
+  std::vector<at::Tensor> one(1, t);
+  impl_->wait(impl_->pg->allreduce(one), "all-reduce");
+  stats_.all_reduce_calls += 1;
+  stats_.all_reduce_bytes += t.numel() * static_cast<int64_t>(t.element_size());
   stats_.all_reduce_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 std::vector<double> Group::all_reduce_values(const std::vector<double>& values) {
   if (!impl_ || values.empty()) return values;
   auto t = torch::tensor(values, torch::kFloat64);
-  all_reduce_sum(std::vector<torch::Tensor>{t});
+  all_reduce_sum(t);
   return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
 }
 
@@ -233,7 +213,7 @@ torch::Tensor Group::all_gather_rows(const torch::Tensor& t) {
   // Every rank's row count, then rows padded to the largest.
   auto counts = torch::zeros({options_.world_size}, torch::kFloat64);
   counts[options_.rank] = static_cast<double>(t.size(0));
-  all_reduce_sum(std::vector<torch::Tensor>{counts});
+  all_reduce_sum(counts);
   const int64_t most = static_cast<int64_t>(counts.max().item<double>());
   auto shape = t.sizes().vec();
   shape[0] = most;

@@ -33,24 +33,54 @@ struct ChainHolder : torch::CustomClassHolder {
   GSChain chain;
 };
 
+// y = A x through the fused kernel, for a contiguous (rows, in) x and contiguous blocks.
+torch::Tensor kernel_forward(const GSChain& chain, const std::vector<torch::Tensor>& bs, const torch::Tensor& x2) {
+  auto y = torch::empty({x2.size(0), chain.out_features()}, x2.options());
+  kernels::ChainPlan plan(chain);
+  AT_DISPATCH_FLOATING_TYPES(x2.scalar_type(), "gs_apply", [&] {
+    std::vector<const scalar_t*> ptrs;
+    for (const auto& b : bs) ptrs.push_back(b.data_ptr<scalar_t>());
+    kernels::chain_forward<scalar_t>(plan, ptrs.data(), x2.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), x2.size(0));
+  });
+  return y;
+}
+
+// The gradient for x (undefined unless need_x) and for every block, through the fused kernel.
+std::pair<torch::Tensor, std::vector<torch::Tensor>> kernel_backward(const GSChain& chain,
+                                                                     const std::vector<torch::Tensor>& bs,
+                                                                     const torch::Tensor& x2, const torch::Tensor& gy,
+                                                                     bool need_x) {
+  torch::Tensor gx = need_x ? torch::empty_like(x2) : torch::Tensor();
+  std::vector<torch::Tensor> gbs;
+  for (const auto& b : bs) gbs.push_back(torch::empty_like(b));
+  kernels::ChainPlan plan(chain);
+  AT_DISPATCH_FLOATING_TYPES(x2.scalar_type(), "gs_apply_backward", [&] {
+    std::vector<const scalar_t*> ptrs;
+    std::vector<scalar_t*> gptrs;
+    for (const auto& b : bs) ptrs.push_back(b.data_ptr<scalar_t>());
+    for (auto& g : gbs) gptrs.push_back(g.data_ptr<scalar_t>());
+    kernels::chain_backward<scalar_t>(plan, ptrs.data(), x2.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
+                                      need_x ? gx.data_ptr<scalar_t>() : nullptr, gptrs.data(), x2.size(0));
+  });
+  return {gx, gbs};
+}
+
+std::vector<torch::Tensor> contiguous_blocks(torch::TensorList blocks) {
+  std::vector<torch::Tensor> bs;
+  for (const auto& b : blocks) bs.push_back(b.contiguous());
+  return bs;
+}
+
 class GSApplyFunction : public torch::autograd::Function<GSApplyFunction> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, torch::TensorList blocks,
                                c10::intrusive_ptr<ChainHolder> holder) {
     const auto& chain = holder->chain;
     auto x2 = x.reshape({-1, chain.in_features()}).contiguous();
-    std::vector<torch::Tensor> bs;
-    for (const auto& b : blocks) bs.push_back(b.contiguous());
+    std::vector<torch::Tensor> bs = contiguous_blocks(blocks);
     auto out_shape = x.sizes().vec();
     out_shape.back() = chain.out_features();
-    auto y = torch::empty({x2.size(0), chain.out_features()}, x2.options());
-    kernels::ChainPlan plan(chain);
-    AT_DISPATCH_FLOATING_TYPES(x2.scalar_type(), "gs_apply", [&] {
-      std::vector<const scalar_t*> ptrs;
-      for (const auto& b : bs) ptrs.push_back(b.data_ptr<scalar_t>());
-      kernels::chain_forward<scalar_t>(plan, ptrs.data(), x2.data_ptr<scalar_t>(),
-                                       y.data_ptr<scalar_t>(), x2.size(0));
-    });
+    auto y = kernel_forward(chain, bs, x2);
     bs.insert(bs.begin(), x2);
     ctx->save_for_backward(bs);
     ctx->saved_data["x_shape"] = x.sizes().vec();
@@ -66,20 +96,7 @@ class GSApplyFunction : public torch::autograd::Function<GSApplyFunction> {
     std::vector<torch::Tensor> bs(saved.begin() + 1, saved.end());
     auto gy = grad_outputs[0].reshape({-1, chain.out_features()}).contiguous();
     const bool need_x = ctx->needs_input_grad(0);
-    torch::Tensor gx = need_x ? torch::empty_like(x2) : torch::Tensor();
-    std::vector<torch::Tensor> gbs;
-    for (const auto& b : bs) gbs.push_back(torch::empty_like(b));
-    kernels::ChainPlan plan(chain);
-    AT_DISPATCH_FLOATING_TYPES(x2.scalar_type(), "gs_apply_backward", [&] {
-      std::vector<const scalar_t*> ptrs;
-      std::vector<scalar_t*> gptrs;
-      for (const auto& b : bs) ptrs.push_back(b.data_ptr<scalar_t>());
-      for (auto& g : gbs) gptrs.push_back(g.data_ptr<scalar_t>());
-      kernels::chain_backward<scalar_t>(plan, ptrs.data(), x2.data_ptr<scalar_t>(),
-                                        gy.data_ptr<scalar_t>(),
-                                        need_x ? gx.data_ptr<scalar_t>() : nullptr, gptrs.data(),
-                                        x2.size(0));
-    });
+    auto [gx, gbs] = kernel_backward(chain, bs, x2, gy, need_x);
     variable_list out;
     out.push_back(need_x ? gx.reshape(ctx->saved_data["x_shape"].toIntVector()) : torch::Tensor());
     for (auto& g : gbs) out.push_back(g);
@@ -97,16 +114,8 @@ class GSApplyScaledFunction : public torch::autograd::Function<GSApplyScaledFunc
                                torch::TensorList blocks, c10::intrusive_ptr<ChainHolder> holder) {
     const auto& chain = holder->chain;
     const auto x2 = x.reshape({-1, chain.in_features()}).contiguous();
-    std::vector<torch::Tensor> bs;
-    for (const auto& blk : blocks) bs.push_back(blk.contiguous());
-    auto y = torch::empty({x2.size(0), chain.out_features()}, x2.options());
-    kernels::ChainPlan plan(chain);
-    AT_DISPATCH_FLOATING_TYPES(x2.scalar_type(), "gs_apply_scaled", [&] {
-      std::vector<const scalar_t*> ptrs;
-      for (const auto& blk : bs) ptrs.push_back(blk.data_ptr<scalar_t>());
-      kernels::chain_forward<scalar_t>(plan, ptrs.data(), x2.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), x2.size(0));
-    });
-    auto out = torch::addcmul(b, y, s);
+    std::vector<torch::Tensor> bs = contiguous_blocks(blocks);
+    auto out = torch::addcmul(b, kernel_forward(chain, bs, x2), s);
     bs.insert(bs.begin(), {out, s, b});
     ctx->save_for_backward(bs);
     ctx->saved_data["x_shape"] = x.sizes().vec();
@@ -130,30 +139,12 @@ class GSApplyScaledFunction : public torch::autograd::Function<GSApplyScaledFunc
     auto y = torch::sub(out, b).div_(s).contiguous();
     const torch::Tensor gs = ctx->needs_input_grad(1) ? column_dots(g, y) : torch::Tensor();
     // x = A^T y: the transposed chain with the blocks transposed, in reverse order.
-    const GSChain t = chain.transposed();
     std::vector<torch::Tensor> tbs;
     for (auto it = bs.rbegin(); it != bs.rend(); ++it) tbs.push_back(it->transpose(1, 2).contiguous());
-    auto x2 = torch::empty({y.size(0), chain.in_features()}, y.options());
-    kernels::ChainPlan tplan(t), plan(chain);
-    AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "gs_apply_scaled_recover", [&] {
-      std::vector<const scalar_t*> tptrs;
-      for (const auto& blk : tbs) tptrs.push_back(blk.data_ptr<scalar_t>());
-      kernels::chain_forward<scalar_t>(tplan, tptrs.data(), y.data_ptr<scalar_t>(), x2.data_ptr<scalar_t>(), y.size(0));
-    });
+    const auto x2 = kernel_forward(chain.transposed(), tbs, y);
     y = torch::Tensor();
-    const auto gy = (g * s).contiguous();
     const bool need_x = ctx->needs_input_grad(0);
-    torch::Tensor gx = need_x ? torch::empty_like(x2) : torch::Tensor();
-    std::vector<torch::Tensor> gbs;
-    for (const auto& blk : bs) gbs.push_back(torch::empty_like(blk));
-    AT_DISPATCH_FLOATING_TYPES(x2.scalar_type(), "gs_apply_scaled_backward", [&] {
-      std::vector<const scalar_t*> ptrs;
-      std::vector<scalar_t*> gptrs;
-      for (const auto& blk : bs) ptrs.push_back(blk.data_ptr<scalar_t>());
-      for (auto& gb : gbs) gptrs.push_back(gb.data_ptr<scalar_t>());
-      kernels::chain_backward<scalar_t>(plan, ptrs.data(), x2.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
-                                        need_x ? gx.data_ptr<scalar_t>() : nullptr, gptrs.data(), x2.size(0));
-    });
+    auto [gx, gbs] = kernel_backward(chain, bs, x2, (g * s).contiguous(), need_x);
     variable_list grads;
     grads.push_back(need_x ? gx.reshape(ctx->saved_data["x_shape"].toIntVector()) : torch::Tensor());
     grads.push_back(gs);

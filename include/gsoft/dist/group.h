@@ -58,9 +58,8 @@ class Group {
   bool is_main() const { return options_.rank == 0; }
   const DistOptions& options() const { return options_; }
 
-  // Sums each tensor over the ranks, in place. Tensors are flattened into buckets of at most
-  // bucket_bytes per collective, so many small adapter tensors cost few messages.
-  void all_reduce_sum(const std::vector<torch::Tensor>& tensors, int64_t bucket_bytes = 25 << 20);
+  // Sums a contiguous tensor over the ranks, in place (gradients go through GradReducer).
+  void all_reduce_sum(const torch::Tensor& t);
   // The sum over ranks of each value.
   std::vector<double> all_reduce_values(const std::vector<double>& values);
   // Copies rank `root`'s tensors into every rank's, in place.
