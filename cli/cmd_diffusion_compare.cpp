@@ -27,23 +27,74 @@ using json = nlohmann::json;
 
 namespace {
 
-// Each method's flags: equal adapter budgets on the UNet's attention projections and ResNet
-// convolutions (dreambooth's default targets): GSOFT b=16 and BOFT b=16 with 2 factors hold
-// 32 values per input feature of a layer (plus the scale), LoRA r=16 holds 16 per input and 16
-// per output feature. BOFT with 4 factors of b=8 would match too, but 288 (32 channels x 3 x 3)
-// is not a multiple of 8 x 2^3. The adapters train at 1e-3 and full fine-tuning at a tenth of it,
+// Each method's flags and learning rate: equal adapter budgets on the UNet's attention projections
+// and ResNet convolutions (dreambooth's default targets): GSOFT b=16 and BOFT b=16 with 2 factors
+// hold 32 values per input feature of a layer (plus the scale), LoRA r=16 holds 16 per input and 16
+// per output feature. BOFT with 4 factors of b=8 would match too, but 288 (32 channels x 3 x 3) is
+// not a multiple of 8 x 2^3. The adapters train at 1e-3 and full fine-tuning at a tenth of it,
 // except GSOFT at 3e-4: a probe over the ten default subjects (docs/diffusion.md) kept 80% of the
-// contextual prompts at 3e-4 against 49% at 1e-3, with subject fidelity 0.878 against 0.887. The
-// other methods' rates are not tuned yet.
-const std::map<std::string, std::string>& method_flags() {
-  static const std::map<std::string, std::string> m{
-      {"gsoft", "--method gsoft --block-size 16 --lr 3e-4"},
-      {"double_gsoft", "--method double_gsoft --block-size 16 --lr 1e-3"},
-      {"oft", "--method oft --block-size 16 --lr 1e-3"},
-      {"boft", "--method boft --block-size 16 --boft-factors 2 --lr 1e-3"},
-      {"lora", "--method lora --r 16 --lora-alpha 16 --lr 1e-3"},
-      {"full", "--method full --lr 1e-4"}};
+// contextual prompts at 3e-4 against 49% at 1e-3, with subject fidelity 0.878 against 0.887.
+struct MethodDefaults {
+  std::string flags;
+  double lr;
+};
+const std::map<std::string, MethodDefaults>& method_defaults() {
+  static const std::map<std::string, MethodDefaults> m{
+      {"gsoft", {"--method gsoft --block-size 16", 3e-4}},
+      {"double_gsoft", {"--method double_gsoft --block-size 16", 1e-3}},
+      {"oft", {"--method oft --block-size 16", 1e-3}},
+      {"boft", {"--method boft --block-size 16 --boft-factors 2", 1e-3}},
+      {"lora", {"--method lora --r 16 --lora-alpha 16", 1e-3}},
+      {"full", {"--method full", 1e-4}}};
   return m;
+}
+
+// A rate as short text that names a run's folder: 0.0003 and 3e-4 give "3e-4", 0.00025 "2.5e-4".
+std::string lr_text(double lr) {
+  int e = static_cast<int>(std::floor(std::log10(lr) + 1e-9));
+  double mantissa = lr / std::pow(10.0, e);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4ge%d", mantissa, e);
+  return buf;
+}
+
+// One entry of --methods: METHOD, or METHOD@LR for the same method at another learning rate. A
+// run at the method's own rate lives in OUT/subjectN/METHOD, one at another rate in METHOD-lrLR,
+// so a rate sweep adds runs beside the grid's and reuses them when run again.
+struct MethodRun {
+  std::string method, label, dir, lr;
+  std::string flags() const { return method_defaults().at(method).flags + " --lr " + lr; }
+};
+
+MethodRun parse_method_run(const std::string& spec) {
+  const size_t at = spec.find('@');
+  MethodRun r;
+  r.method = spec.substr(0, at);
+  const auto it = method_defaults().find(r.method);
+  if (it == method_defaults().end()) {
+    std::string known;
+    for (const auto& [name, d] : method_defaults()) known += (known.empty() ? "" : ", ") + name;
+    throw CLI::ValidationError("--methods", "unknown method '" + r.method + "' in '" + spec + "' (expected one of " +
+                                                known + ", optionally as METHOD@LR)");
+  }
+  double lr = it->second.lr;
+  if (at != std::string::npos) {
+    const std::string text = spec.substr(at + 1);
+    size_t used = 0;
+    try {
+      lr = std::stod(text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != text.size() || !(lr > 0) || !std::isfinite(lr))
+      throw CLI::ValidationError("--methods", "'" + spec + "': expected METHOD@LR with a positive learning rate such "
+                                                           "as lora@3e-4, found '" + text + "' after the @");
+  }
+  r.lr = lr_text(lr);
+  const bool own_rate = r.lr == lr_text(it->second.lr);
+  r.label = own_rate ? r.method : r.method + "@" + r.lr;
+  r.dir = own_rate ? r.method : r.method + "-lr" + r.lr;
+  return r;
 }
 
 struct DiffusionCompareCli {
@@ -66,7 +117,7 @@ json cached(const fs::path& file, const std::function<json()>& make) {
 }
 
 struct Row {
-  std::string label;
+  std::string label, lr = "–";
   double subject = 0, ncc = 0, prompt = 0, seconds_per_step = 0, rss = 0;
   int64_t params = -1, n = 0;
 };
@@ -113,8 +164,13 @@ std::string svg_plot(const std::vector<Row>& rows, double floor) {
 }
 
 void run_diffusion_compare(const DiffusionCompareCli& o) {
-  for (const auto& m : o.methods)
-    if (!method_flags().count(m)) throw CLI::ValidationError("--methods", "unknown method '" + m + "'");
+  std::vector<MethodRun> methods;
+  for (const auto& spec : o.methods) {
+    methods.push_back(parse_method_run(spec));
+    for (size_t i = 0; i + 1 < methods.size(); ++i)
+      if (methods[i].dir == methods.back().dir)
+        throw CLI::ValidationError("--methods", "'" + spec + "' names the same run as '" + o.methods[i] + "'");
+  }
   if (o.steps.empty()) throw CLI::ValidationError("--steps", "give at least one training length");
   const int64_t longest = *std::max_element(o.steps.begin(), o.steps.end());
   const fs::path out(o.out);
@@ -123,7 +179,6 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
   const std::string threads = "--threads " + std::to_string(num_threads()) + " ";
   const std::string data_flag = o.data.empty() ? "" : " --data " + shell_quote(o.data);
   std::map<std::string, std::vector<json>> evals;  // row label -> one eval per subject
-  std::map<std::string, json> runs;                // "method" -> dreambooth summaries
   std::vector<json> floors;
   int64_t first_subject = -1;
   for (int64_t k = 0; k < std::min<int64_t>(o.subjects, 10); ++k) {
@@ -141,38 +196,37 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
     });
     evals["base pipeline"].push_back(base["result"]);
     floors.push_back(base["other_items"]);
-    for (const auto& m : o.methods) {
-      const fs::path rdir = sdir / m;
+    for (const auto& m : methods) {
+      const fs::path rdir = sdir / m.dir;
       std::string save;
       for (int64_t s : o.steps)
         if (s != longest) save += (save.empty() ? " --save-steps " : ",") + std::to_string(s);
       const json summary = cached(rdir / "result.json", [&] {
-        std::cerr << "compare: subject " << index << ": " << m << " for " << longest << " steps" << std::endl;
+        std::cerr << "compare: subject " << index << ": " << m.label << " for " << longest << " steps" << std::endl;
         return run_self_json(threads + "diffusion dreambooth --model " + shell_quote(o.model) + subject + " --out " +
-                                 shell_quote(rdir.string()) + " " + method_flags().at(m) + " --max-steps " +
+                                 shell_quote(rdir.string()) + " " + m.flags() + " --max-steps " +
                                  std::to_string(longest) + save + " --num-class-images " + std::to_string(o.class_images) +
                                  " --prior-loss-weight " + json(o.prior_loss_weight).dump() +
                                  " --class-images-dir " + shell_quote((out / "class_images" / std::to_string(k)).string()),
-                             (rdir / "train.log").string(), "compare: " + m + " on subject " + std::to_string(index));
+                             (rdir / "train.log").string(), "compare: " + m.label + " on subject " + std::to_string(index));
       });
-      runs[m] = summary;
       for (int64_t s : o.steps) {
         const std::string suffix = s == longest ? "" : "-step" + std::to_string(s);
-        const std::string target = m == "full" ? " --model " + shell_quote((rdir / ("pipeline" + suffix)).string()) +
+        const std::string target = m.method == "full" ? " --model " + shell_quote((rdir / ("pipeline" + suffix)).string()) +
                                                      " --evaluator " + shell_quote(default_evaluator(o.model))
                                                : " --model " + shell_quote(o.model) + " --adapter " +
                                                      shell_quote((rdir / ("adapter" + suffix)).string());
         const json e = cached(rdir / ("eval" + std::to_string(s) + ".json"), [&] {
           return run_self_json(threads + "diffusion eval-subject" + target + subject + eval_flags,
                                (rdir / ("eval" + std::to_string(s) + ".log")).string(),
-                               "compare: evaluation of " + m + " at step " + std::to_string(s));
+                               "compare: evaluation of " + m.label + " at step " + std::to_string(s));
         });
         json row = e["result"];
         row["seconds_per_step"] = summary["seconds_per_step"];
         row["peak_rss_mb"] = summary["peak_rss_mb"];
         row["trainable_params"] = summary["trainable_params"];
-        evals[m + " @" + std::to_string(s)].push_back(row);
-        std::cerr << "compare: subject " << index << ": " << m << " @" << s << ": subject fidelity "
+        evals[m.label + " @" + std::to_string(s)].push_back(row);
+        std::cerr << "compare: subject " << index << ": " << m.label << " @" << s << ": subject fidelity "
                   << row["subject_fidelity"] << ", prompt fidelity " << row["prompt_fidelity"] << std::endl;
       }
     }
@@ -203,8 +257,11 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
     return r;
   };
   rows.push_back(mean_row("base pipeline", evals["base pipeline"]));
-  for (const auto& m : o.methods)
-    for (int64_t s : o.steps) rows.push_back(mean_row(m + " @" + std::to_string(s), evals[m + " @" + std::to_string(s)]));
+  for (const auto& m : methods)
+    for (int64_t s : o.steps) {
+      rows.push_back(mean_row(m.label + " @" + std::to_string(s), evals[m.label + " @" + std::to_string(s)]));
+      rows.back().lr = m.lr;
+    }
   const Row floor = mean_row("other items", floors);
 
   std::ostringstream md;
@@ -215,18 +272,18 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
      << 6 * o.n_context << " images for six contextual prompts with the class and every attribute right (CLIP-T analogue). "
      << o.eval_steps << " DDIM steps, guidance 5. Adapters on to_q, to_k, to_v, to_out.0, conv1 and conv2 (dreambooth's "
      << "default); prior-loss weight " << o.prior_loss_weight << "; batch 4 photos + 4 class images.\n\n"
-     << "| Method @ steps | Trainable params | Subject fidelity | Instance NCC | Prompt fidelity | s / step (median) | Peak RSS (MB) |\n"
-     << "|---|---|---|---|---|---|---|\n";
+     << "| Method @ steps | Learning rate | Trainable params | Subject fidelity | Instance NCC | Prompt fidelity | s / step (median) | Peak RSS (MB) |\n"
+     << "|---|---|---|---|---|---|---|---|\n";
   char buf[320];
   for (const auto& r : rows) {
     if (r.params < 0)
-      std::snprintf(buf, sizeof buf, "| %s | 0 | %.3f | %.3f | %.1f%% | – | – |\n", r.label.c_str(), r.subject, r.ncc, 100 * r.prompt);
+      std::snprintf(buf, sizeof buf, "| %s | – | 0 | %.3f | %.3f | %.1f%% | – | – |\n", r.label.c_str(), r.subject, r.ncc, 100 * r.prompt);
     else
-      std::snprintf(buf, sizeof buf, "| %s | %lld | %.3f | %.3f | %.1f%% | %.3f | %.0f |\n", r.label.c_str(),
+      std::snprintf(buf, sizeof buf, "| %s | %s | %lld | %.3f | %.3f | %.1f%% | %.3f | %.0f |\n", r.label.c_str(), r.lr.c_str(),
                     static_cast<long long>(r.params), r.subject, r.ncc, 100 * r.prompt, r.seconds_per_step, r.rss);
     md << buf;
   }
-  std::snprintf(buf, sizeof buf, "| other test items of the class (real photos) | – | %.3f | %.3f | – | – | – |\n", floor.subject,
+  std::snprintf(buf, sizeof buf, "| other test items of the class (real photos) | – | – | %.3f | %.3f | – | – | – |\n", floor.subject,
                 floor.ncc);
   md << buf;
   io::write_file_atomic((out / "table.md").string(), md.str());
@@ -238,11 +295,12 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
   const std::vector<data::Prompt> context = diffusion::contextual_prompts(first.label, first.token);
   const std::vector<std::string> prompts{first.instance_prompt(), context[3].text(), context[4].text()};
   std::vector<torch::Tensor> grid_rows{torch::cat({first.views, torch::zeros({12 - first.views.size(0), 32, 32}, torch::kUInt8)})};
-  for (size_t i = 0; i <= o.methods.size(); ++i) {
-    const bool base = i == o.methods.size();
-    const fs::path rdir = out / ("subject" + std::to_string(first_subject)) / (base ? "" : o.methods[i]);
-    diffusion::Pipeline p = diffusion::Pipeline::load(!base && o.methods[i] == "full" ? (rdir / "pipeline").string() : o.model);
-    if (!base && o.methods[i] != "full") io::load_adapter((rdir / "adapter").string(), *p.unet);
+  for (size_t i = 0; i <= methods.size(); ++i) {
+    const bool base = i == methods.size();
+    const bool full = !base && methods[i].method == "full";
+    const fs::path rdir = out / ("subject" + std::to_string(first_subject)) / (base ? "" : methods[i].dir);
+    diffusion::Pipeline p = diffusion::Pipeline::load(full ? (rdir / "pipeline").string() : o.model);
+    if (!base && !full) io::load_adapter((rdir / "adapter").string(), *p.unet);
     std::vector<std::string> texts;
     std::vector<uint64_t> seeds;
     for (const auto& t : prompts)
@@ -253,7 +311,7 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
   }
   io::write_png((out / "grid.png").string(), diffusion::image_grid(torch::cat(grid_rows).unsqueeze(1), 12));
   std::string order = "subject photos";
-  for (const auto& m : o.methods) order += ", " + m;
+  for (const auto& m : methods) order += ", " + m.label;
   json j = {{"table", (out / "table.md").string()}, {"plot", (out / "plot.svg").string()},
             {"grid", (out / "grid.png").string()}, {"grid_rows", order + ", base pipeline"},
             {"grid_columns", "4 x \"" + prompts[0] + "\", 4 x \"" + prompts[1] + "\", 4 x \"" + prompts[2] + "\""}};
@@ -272,14 +330,17 @@ void setup_diffusion_compare(CLI::App* diffusion, Runners& runners) {
       "(the first Fashion-MNIST test item of each class) for the longest of --steps, saving the shorter lengths on the way,\n"
       "and each run is measured by eval-subject. Writes OUT/table.md, OUT/plot.svg (subject vs prompt fidelity), OUT/grid.png\n"
       "and every run's files; finished runs are reused when the same command runs again.\n"
-      "Budgets: gsoft and double_gsoft b=16, oft b=16, boft b=16 with 2 factors, lora r=16 (lr 1e-3); full lr 1e-4.\n"
-      "Example: gsoft diffusion compare --subjects 10 --steps 100 300 --out docs/diffusion/compare");
+      "Budgets: gsoft and double_gsoft b=16, oft b=16, boft b=16 with 2 factors, lora r=16. Learning rates: gsoft 3e-4,\n"
+      "the other adapters 1e-3, full 1e-4; METHOD@LR in --methods adds a run of METHOD at another rate (its own row,\n"
+      "in OUT/subjectN/METHOD-lrLR), so a rate sweep is one command.\n"
+      "Example: gsoft diffusion compare --subjects 10 --steps 100 300 --out docs/diffusion/compare\n"
+      "         gsoft diffusion compare --methods gsoft,lora,lora@3e-4,boft,boft@3e-4   (the default grid plus two rates)");
   cmd->add_option("--model", o->model, "Pipeline directory")->capture_default_str()->check(CLI::ExistingDirectory);
   cmd->add_option("--out", o->out, "Output directory")->capture_default_str();
   cmd->add_option("--data", o->data, "Fashion-MNIST directory");
   cmd->add_option("--subjects", o->subjects, "Subjects (classes t-shirt, trouser, ... in order)")->capture_default_str()
       ->check(CLI::Range(1, 10));
-  cmd->add_option("--methods", o->methods, "Methods")->delimiter(',')->capture_default_str();
+  cmd->add_option("--methods", o->methods, "Methods, each METHOD or METHOD@LR (gsoft, double_gsoft, oft, boft, lora, full)")->delimiter(',')->capture_default_str();
   cmd->add_option("--steps", o->steps, "Training lengths")->capture_default_str();
   cmd->add_option("--n-base", o->n_base, "Base-prompt images per evaluation")->capture_default_str();
   cmd->add_option("--n", o->n_context, "Images per contextual prompt")->capture_default_str();
