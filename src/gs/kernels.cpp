@@ -567,8 +567,10 @@ void chain_backward(const ChainPlan& plan, const T* const* blocks, const T* x, c
       if (grad_blocks[s]) std::fill(grad_blocks[s], grad_blocks[s] + plan.factors[s].numel(), T(0));
     return;
   }
-  // Wider tiles halve the per-tile lane reductions of the block gradients.
-  backward_impl<T, 256 / sizeof(T)>(plan, blocks, x, gy, gx, grad_blocks, rows);
+  // Tiles of 16 float rows, as in the forward, so that the backward's tile buffers stay in L2.
+  // Tiles of 64 rows halve the block gradients' lane reductions, but measured 5-12% slower in
+  // process CPU time at every benchmark shape (docs/benchmarks.md, session 10).
+  backward_impl<T, 64 / sizeof(T)>(plan, blocks, x, gy, gx, grad_blocks, rows);
 }
 
 template void chain_forward<float>(const ChainPlan&, const float* const*, const float*, float*,
