@@ -80,7 +80,14 @@ void run_bench_gs(const BenchGSOptions& opt) {
       torch::AutoGradMode grad(true);
       auto xg = x.detach().requires_grad_(true);
       auto Rg = R.detach().requires_grad_(true), Lg = L.detach().requires_grad_(true);
-      return median_ms([&] { op(xg, Rg, Lg).backward(gy); }, 2, 5, min_s);
+      // Gradients reset each time, as training's zero_grad(set_to_none) and every activation
+      // have them: accumulating into an existing .grad would add a pass over x that is not the op's.
+      return median_ms(
+          [&] {
+            for (auto* t : {&xg, &Rg, &Lg}) t->mutable_grad().reset();
+            op(xg, Rg, Lg).backward(gy);
+          },
+          2, 5, min_s);
     };
     const double fused_fb = fwdbwd([&](auto& xg, auto& Rg, auto& Lg) {
       return functional::gs_apply(chain, xg, {Rg, Lg});

@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   try {
     // All cores by default: libgomp may start libtorch with a single thread.
     gsoft::set_num_threads(threads > 0 ? threads : gsoft::runtime_info().hardware_threads);
+    gsoft::keep_freed_memory();  // training re-allocates the same buffers every step
     chosen->run();
   } catch (const gsoft::cli::ExitStatus& e) {
     return e.code;

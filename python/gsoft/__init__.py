@@ -16,8 +16,8 @@ Bad shapes and configs raise ValueError with the C++ message.
 import torch  # noqa: F401  (loads libtorch before the extension that links it)
 
 from . import _C
-from ._C import Chain, InjectionReport, gs_multiply, orthogonal_blocks, orthogonality_error, read_safetensors, \
-    reference_butterfly_multiply, write_safetensors
+from ._C import Chain, InjectionReport, gs_multiply, keep_freed_memory, orthogonal_blocks, orthogonality_error, \
+    read_safetensors, reference_butterfly_multiply, write_safetensors
 from .config import AdapterConfig
 from .layers import AdaptedConv2d, AdaptedLinear, DoubleGSOFTLinear, GSOFTLinear, GSOrthogonal
 from .peft import adapted_layers, inject, load_adapter, merge, merge_adapters, save_adapter, unmerge_adapters
@@ -26,7 +26,7 @@ __version__ = _C.__version__
 
 __all__ = [
     "AdaptedConv2d", "AdaptedLinear", "AdapterConfig", "Chain", "DoubleGSOFTLinear", "GSOFTLinear", "GSOrthogonal",
-    "InjectionReport", "adapted_layers", "gs_multiply", "inject", "load_adapter", "merge", "merge_adapters",
-    "orthogonal_blocks", "orthogonality_error", "read_safetensors", "reference_butterfly_multiply", "save_adapter",
-    "unmerge_adapters", "write_safetensors",
+    "InjectionReport", "adapted_layers", "gs_multiply", "inject", "keep_freed_memory", "load_adapter", "merge",
+    "merge_adapters", "orthogonal_blocks", "orthogonality_error", "read_safetensors", "reference_butterfly_multiply",
+    "save_adapter", "unmerge_adapters", "write_safetensors",
 ]

@@ -16,6 +16,7 @@
 #include "gsoft/adapters/config.h"
 #include "gsoft/adapters/inject.h"
 #include "gsoft/core/error.h"
+#include "gsoft/core/runtime.h"
 #include "gsoft/gs/chain.h"
 #include "gsoft/gs/functional.h"
 #include "gsoft/io/adapter_io.h"
@@ -120,6 +121,9 @@ PYBIND11_MODULE(_C, m) {
         return functional::orthogonal_blocks(a, parametrization_from_string(method), terms);
       }, py::arg("a"), py::arg("method") = "cayley", py::arg("neumann_terms") = 5);
   m.def("orthogonality_error", &functional::orthogonality_error, py::arg("blocks"));
+  m.def("keep_freed_memory", &keep_freed_memory,
+        "glibc only: serve allocations from the heap and keep freed memory for reuse, so a training loop's\n"
+        "re-allocated activations do not come back through page faults every step. Returns whether it applied.");
 
   // ------------------------------------------------------------------ adapters
   py::class_<LinearAdapter, std::shared_ptr<LinearAdapter>>(m, "LinearAdapter")

@@ -2,6 +2,9 @@
 
 #include <ATen/Parallel.h>
 #include <link.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/resource.h>
 #include <torch/version.h>
 
@@ -77,6 +80,16 @@ double peak_rss_mb() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+bool keep_freed_memory() {
+#if defined(__GLIBC__)
+  // No mmap (an mmap'd block goes back to the kernel when freed) and no trimming (the heap's
+  // free top would go back too).
+  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+#else
+  return false;
+#endif
 }
 
 }  // namespace gsoft

@@ -77,6 +77,9 @@ TEST(BlockMaps, ExpIsOrthogonalAndMatchesSeries) {
 
 // PEFT's Cayley-Neumann series: I + 2S + 2S^2 + 2S^3 + S^4 for 5 terms, approaching cayley().
 TEST(BlockMaps, CayleyNeumannSeriesAndOrientation) {
+  // Its own seed: the series converges as fast as S's spectral radius allows, and a draw that
+  // depends on the tests run before it once left 1.5e-5 after 20 terms.
+  torch::manual_seed(7);
   auto A = 0.2 * torch::randn({3, 4, 4}, torch::kFloat64);
   auto S = functional::skew(A);
   auto I = torch::eye(4, torch::kFloat64);

@@ -23,4 +23,12 @@ int num_threads();
 // The process's peak resident set size so far, in MiB (getrusage).
 double peak_rss_mb();
 
+// Makes glibc's malloc serve every allocation from its heap and keep freed memory for reuse,
+// instead of mapping large blocks fresh and returning them to the kernel. Training frees and
+// re-allocates the same activation-sized buffers every step, and each page returned to the
+// kernel comes back through a page fault that zero-fills it: 13% of a GSOFT layer's training
+// step on the 2-core machine (docs/benchmarks.md). The price: memory freed after the peak stays
+// with the process. Returns false, changing nothing, where malloc is not glibc's.
+bool keep_freed_memory();
+
 }  // namespace gsoft
