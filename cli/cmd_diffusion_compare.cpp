@@ -117,12 +117,16 @@ json cached(const fs::path& file, const std::function<json()>& make) {
 }
 
 struct Row {
-  std::string label, lr = "–";
+  std::string label, lr = "–", method;  // method: empty for the base pipeline
+  int64_t step = 0;
   double subject = 0, ncc = 0, prompt = 0, seconds_per_step = 0, rss = 0;
   int64_t params = -1, n = 0;
 };
 
-std::string svg_plot(const std::vector<Row>& rows, double floor) {
+// Subject fidelity against prompt fidelity, one colour per method; a method run at several
+// learning rates gets a line through its points at the longest training length, so its trade-off
+// curve can be read against another method's.
+std::string svg_plot(const std::vector<Row>& rows, double floor, int64_t longest) {
   const double W = 760, H = 480, L = 80, R = 40, T = 40, B = 60;
   double xmin = floor, xmax = floor, ymin = 1, ymax = 0;
   for (const auto& r : rows) {
@@ -153,11 +157,26 @@ std::string svg_plot(const std::vector<Row>& rows, double floor) {
     << "CLIP-I analogue)</text>\n"
     << "<text x='18' y='" << (T + H - B) / 2 << "' transform='rotate(-90 18 " << (T + H - B) / 2
     << ")' text-anchor='middle'>prompt fidelity (CLIP-T analogue)</text>\n";
+  static const char* palette[] = {"#3a78c3", "#d9622b", "#3b9a4a", "#8e5cc2", "#c23b6e", "#7a6a2f", "#2aa3a3"};
+  std::map<std::string, std::string> colour;
+  for (const auto& r : rows)
+    if (!r.method.empty() && !colour.count(r.method)) colour[r.method] = palette[colour.size() % std::size(palette)];
+  for (const auto& [method, c] : colour) {
+    std::vector<const Row*> curve;
+    for (const auto& r : rows)
+      if (r.method == method && r.step == longest) curve.push_back(&r);
+    if (curve.size() < 2) continue;
+    std::sort(curve.begin(), curve.end(), [](const Row* a, const Row* b) { return a->subject < b->subject; });
+    s << "<polyline fill='none' stroke='" << c << "' stroke-width='1.5' points='";
+    for (const Row* r : curve) s << X(r->subject) << "," << Y(r->prompt) << " ";
+    s << "'/>\n";
+  }
   for (const auto& r : rows) {
-    const bool base = r.params < 0;
-    s << "<circle cx='" << X(r.subject) << "' cy='" << Y(r.prompt) << "' r='6' fill='" << (base ? "#888" : "#3a78c3")
-      << "' fill-opacity='0.6' stroke='#1d4f8a'/>\n"
-      << "<text x='" << X(r.subject) + 9 << "' y='" << Y(r.prompt) - 5 << "'>" << r.label << "</text>\n";
+    const std::string c = r.method.empty() ? "#888" : colour[r.method];
+    const int radius = r.method.empty() || r.step == longest ? 6 : 4;
+    s << "<circle cx='" << X(r.subject) << "' cy='" << Y(r.prompt) << "' r='" << radius << "' fill='" << c
+      << "' fill-opacity='0.6' stroke='" << c << "'/>\n"
+      << "<text x='" << X(r.subject) + 9 << "' y='" << Y(r.prompt) - 5 << "' fill='" << c << "'>" << r.label << "</text>\n";
   }
   s << "</svg>\n";
   return s.str();
@@ -261,6 +280,8 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
     for (int64_t s : o.steps) {
       rows.push_back(mean_row(m.label + " @" + std::to_string(s), evals[m.label + " @" + std::to_string(s)]));
       rows.back().lr = m.lr;
+      rows.back().method = m.method;
+      rows.back().step = s;
     }
   const Row floor = mean_row("other items", floors);
 
@@ -287,7 +308,7 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
                 floor.ncc);
   md << buf;
   io::write_file_atomic((out / "table.md").string(), md.str());
-  io::write_file_atomic((out / "plot.svg").string(), svg_plot(rows, floor.subject));
+  io::write_file_atomic((out / "plot.svg").string(), svg_plot(rows, floor.subject, longest));
 
   // The picture: the first subject's photos, then per method (longest run) and the base pipeline,
   // four images for the base prompt and two contextual prompts.
