@@ -97,8 +97,9 @@ TEST(GSKernel, BackwardMatchesAutogradOfUnfused) {
 }
 
 // float32 through the vectorised paths: block gradients as outer products (columns a multiple of
-// 16), as 4 x 4 tiles of dot products (4 x 4, 8 x 8 and 16 x 24 blocks), as grouped dot products
-// (6 x 3 and 3 x 6 blocks) and with a scalar tail (18 pairs per block).
+// 16), as lane pairs (8 x 8 blocks, the b = 8 chain), as 4 x 4 tiles of dot products (16 x 24
+// blocks), as grouped dot products (6 x 3 and 3 x 6 blocks) and with a scalar tail (18 pairs per
+// block).
 TEST(GSKernel, BackwardFloat32MatchesFloat64Reference) {
   std::vector<GSChain> chains{gs_orthogonal_chain(64, 8, Layout::Official), gs_orthogonal_chain(256, 16, Layout::Official),
                               gs_orthogonal_chain(768, 16, Layout::Paper), gs_orthogonal_chain(256, 4, Layout::Official),
