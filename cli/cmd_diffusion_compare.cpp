@@ -18,6 +18,7 @@
 #include "gsoft/core/runtime.h"
 #include "gsoft/io/adapter_io.h"
 #include "gsoft/io/atomic_file.h"
+#include "gsoft/io/safetensors.h"
 #include "gsoft/train/dreambooth.h"
 #include "subprocess.h"
 
@@ -95,6 +96,23 @@ MethodRun parse_method_run(const std::string& spec) {
   r.label = own_rate ? r.method : r.method + "@" + r.lr;
   r.dir = own_rate ? r.method : r.method + "-lr" + r.lr;
   return r;
+}
+
+// A cached run must be the run asked for. Its checkpoint records the learning rate it trained at,
+// so a folder left from a grid with other defaults is refused instead of reported under a new rate.
+void check_cached_rate(const fs::path& rdir, const MethodRun& m) {
+  const fs::path checkpoint = rdir / "checkpoint.safetensors";
+  if (!fs::exists(checkpoint)) return;
+  const auto meta = io::read_safetensors(checkpoint.string()).metadata;
+  const auto it = meta.find("options");
+  if (it == meta.end()) return;
+  const json options = json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  if (!options.is_object() || !options.contains("lr") || !options["lr"].is_number()) return;
+  const double trained = options["lr"].get<double>(), asked = std::stod(m.lr);
+  if (std::abs(trained - asked) > 1e-6 * asked)
+    throw std::runtime_error("compare: " + rdir.string() + " holds a run trained at learning rate " + lr_text(trained) +
+                             ", but " + m.label + " asks for " + m.lr + "; move it to " +
+                             (rdir.parent_path() / (m.method + "-lr" + lr_text(trained))).string() + " or delete it");
 }
 
 struct DiffusionCompareCli {
@@ -220,6 +238,7 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
       std::string save;
       for (int64_t s : o.steps)
         if (s != longest) save += (save.empty() ? " --save-steps " : ",") + std::to_string(s);
+      check_cached_rate(rdir, m);
       const json summary = cached(rdir / "result.json", [&] {
         std::cerr << "compare: subject " << index << ": " << m.label << " for " << longest << " steps" << std::endl;
         return run_self_json(threads + "diffusion dreambooth --model " + shell_quote(o.model) + subject + " --out " +
