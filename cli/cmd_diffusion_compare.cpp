@@ -104,7 +104,7 @@ MethodRun parse_method_run(const std::string& spec) {
 void check_cached_rate(const fs::path& rdir, const MethodRun& m) {
   const fs::path checkpoint = rdir / "checkpoint.safetensors";
   if (!fs::exists(checkpoint)) return;
-  const auto meta = io::read_safetensors(checkpoint.string()).metadata;
+  const auto meta = io::read_safetensors_metadata(checkpoint.string());
   const auto it = meta.find("options");
   if (it == meta.end()) return;
   const json options = json::parse(it->second, nullptr, /*allow_exceptions=*/false);

@@ -87,8 +87,10 @@ torch::ScalarType safetensors_dtype(const std::string& name) {
                               "'; expected one of: F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL");
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
-  MappedFile file(path);
+namespace {
+
+// The validated JSON header of a mapped file, and its length in bytes.
+std::pair<nlohmann::json, uint64_t> read_header(const MappedFile& file, const std::string& path) {
   if (file.size() < 8) fail(path, "file is " + std::to_string(file.size()) + " bytes, too short for a safetensors header (8 bytes)");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | file.data()[i];
@@ -100,10 +102,35 @@ SafetensorsFile read_safetensors(const std::string& path) {
   const char* hbegin = reinterpret_cast<const char*>(file.data() + 8);
   std::set<std::string> names;
   // nlohmann keeps the last of duplicate keys silently; the format forbids them, so catch them here.
-  const auto header = parse_json(hbegin, hbegin + n, path, [&](const std::string& key) {
+  auto header = parse_json(hbegin, hbegin + n, path, [&](const std::string& key) {
     if (!names.insert(key).second) fail(path, "duplicate tensor name '" + key + "'");
   });
   if (!header.is_object()) fail(path, "header must be a JSON object");
+  return {std::move(header), n};
+}
+
+std::map<std::string, std::string> parse_metadata(const nlohmann::json& m, const std::string& path) {
+  if (!m.is_object()) fail(path, "__metadata__ must be an object of strings");
+  std::map<std::string, std::string> out;
+  for (auto it = m.begin(); it != m.end(); ++it) {
+    if (!it->is_string()) fail(path, "__metadata__ value for '" + it.key() + "' is not a string");
+    out[it.key()] = it->get<std::string>();
+  }
+  return out;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  MappedFile file(path);
+  const auto [header, n] = read_header(file, path);
+  const auto it = header.find("__metadata__");
+  return it == header.end() ? std::map<std::string, std::string>{} : parse_metadata(*it, path);
+}
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  MappedFile file(path);
+  const auto [header, n] = read_header(file, path);
   const uint64_t data_size = file.size() - 8 - n;
   const uint8_t* data = file.data() + 8 + n;
 
@@ -116,11 +143,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
     if (name == "__metadata__") {
-      if (!it->is_object()) fail(path, "__metadata__ must be an object of strings");
-      for (auto m = it->begin(); m != it->end(); ++m) {
-        if (!m->is_string()) fail(path, "__metadata__ value for '" + m.key() + "' is not a string");
-        out.metadata[m.key()] = m->get<std::string>();
-      }
+      out.metadata = parse_metadata(*it, path);
       continue;
     }
     if (out.tensors.count(name)) fail(path, "duplicate tensor name '" + name + "'");

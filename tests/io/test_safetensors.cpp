@@ -58,6 +58,22 @@ TEST(Safetensors, RoundTripDtypesShapesAndMetadata) {
   fs::remove_all(dir);
 }
 
+// The metadata alone, from the header: equal to what the full read returns, empty without any,
+// and the same header errors.
+TEST(Safetensors, MetadataWithoutTheData) {
+  auto dir = scratch_dir("meta");
+  const auto with = (dir / "with.safetensors").string(), without = (dir / "without.safetensors").string();
+  io::write_safetensors(with, {{"w", torch::randn({64, 64})}}, {{"options", "{\"lr\":0.0003}"}, {"step", "300"}});
+  io::write_safetensors(without, {{"w", torch::randn({2})}});
+  EXPECT_EQ(io::read_safetensors_metadata(with), io::read_safetensors(with).metadata);
+  EXPECT_EQ(io::read_safetensors_metadata(with).at("step"), "300");
+  EXPECT_TRUE(io::read_safetensors_metadata(without).empty());
+  write_raw(dir / "bad.safetensors", "{\"__metadata__\":{\"k\":1}}", "");
+  EXPECT_HAS(test::error_of([&] { io::read_safetensors_metadata((dir / "bad.safetensors").string()); }),
+             "__metadata__ value for 'k' is not a string");
+  fs::remove_all(dir);
+}
+
 TEST(Safetensors, RejectsMalformedFilesWithClearErrors) {
   auto dir = scratch_dir("bad");
   const std::string four_floats(16, '\0');

@@ -28,6 +28,10 @@ constexpr size_t kMaxSafetensorsRank = 64;  // dimensions per tensor
 // data or overlapping, duplicate names.
 SafetensorsFile read_safetensors(const std::string& path);
 
+// The "__metadata__" map alone (empty when there is none), from the header: the data is not read.
+// Throws as read_safetensors does for a bad header.
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
+
 // Writes tensors (any dtype among F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL) in name order,
 // header padded with spaces to a multiple of 8. Written to a temporary file in the same directory
 // and renamed over `path`, so an existing file is never left half-written.
