@@ -622,8 +622,9 @@ void chain_backward(const ChainPlan& plan, const T* const* blocks, const T* x, c
     return;
   }
   // Tiles of 16 float rows, as in the forward, so that the backward's tile buffers stay in L2.
-  // Tiles of 64 rows halve the block gradients' lane reductions, but measured 5-12% slower in
-  // process CPU time at every benchmark shape (docs/benchmarks.md, session 10).
+  // Tiles of 64 rows halve the block gradients' lane reductions, but measured slower in process
+  // CPU time: in every alternating round at b = 32 and 64, in two of five at b = 8
+  // (docs/benchmarks.md, session 10).
   backward_impl<T, 64 / sizeof(T)>(plan, blocks, x, gy, gx, grad_blocks, rows);
 }
 
