@@ -20,7 +20,7 @@ namespace {
 
 struct BenchGSOptions {
   // rows x n, block size
-  std::vector<std::string> shapes{"4096x768:8", "4096x768:32", "4096x1024:32", "1024x4096:64"};
+  std::vector<std::string> shapes{"4096x768:8", "4096x1024:16", "4096x768:32", "4096x1024:32", "1024x4096:64"};
   double min_seconds = 0.3;
 };
 
@@ -64,7 +64,41 @@ void run_bench_gs(const BenchGSOptions& opt) {
     const auto Q = functional::gs_dense(chain, blocks);
 
     const double min_s = opt.min_seconds;
-    const double fused_fwd = median_ms([&] { functional::gs_apply(chain, x, blocks); }, 2, 5, min_s);
+    auto fwdbwd_op = [&](auto&& op) {
+      // Gradients reset each time, as training's zero_grad(set_to_none) and every activation
+      // have them: accumulating into an existing .grad would add a pass over x that is not the op's.
+      auto xg = x.detach().requires_grad_(true);
+      auto Rg = R.detach().requires_grad_(true), Lg = L.detach().requires_grad_(true);
+      return [&op, xg, Rg, Lg, &gy]() mutable {
+        torch::AutoGradMode grad(true);
+        for (auto* t : {&xg, &Rg, &Lg}) t->mutable_grad().reset();
+        op(xg, Rg, Lg).backward(gy);
+      };
+    };
+    auto fused = [&](auto& xg, auto& Rg, auto& Lg) { return functional::gs_apply(chain, xg, {Rg, Lg}); };
+    // The row kernels (when this chain has them) and the tile kernels, alternating in rounds so that
+    // a change in the machine's load hits both.
+    const bool row = functional::row_kernels() && sh.n % (16 * sh.b) == 0 && (sh.b == 4 || sh.b == 8);
+    std::vector<double> fwd_ms, fwd_cpu, fb_ms, fb_cpu, tile_fwd_ms, tile_fwd_cpu, tile_fb_ms, tile_fb_cpu;
+    auto fwd_fn = [&] { functional::gs_apply(chain, x, blocks); };
+    auto fb_fn = fwdbwd_op(fused);
+    for (int round = 0; round < 3; ++round) {
+      for (bool use_row : {true, false}) {
+        if (!use_row && !row) continue;
+        functional::set_row_kernels(use_row);
+        const Timing f = time_ms(fwd_fn, 1, 3, min_s / 3), fb = time_ms(fb_fn, 1, 3, min_s / 3);
+        (use_row ? fwd_ms : tile_fwd_ms).push_back(f.median);
+        (use_row ? fwd_cpu : tile_fwd_cpu).push_back(f.cpu_median);
+        (use_row ? fb_ms : tile_fb_ms).push_back(fb.median);
+        (use_row ? fb_cpu : tile_fb_cpu).push_back(fb.cpu_median);
+      }
+    }
+    functional::set_row_kernels(true);
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v.empty() ? 0.0 : v[v.size() / 2];
+    };
+    const double fused_fwd = median(fwd_ms), fused_fb = median(fb_ms);
     const double ref_fwd =
         median_ms([&] { functional::reference_butterfly_multiply(x, R, L); }, 2, 5, min_s);
     const double copy = median_ms([&] { y.copy_(x); }, 2, 5, min_s);
@@ -75,32 +109,17 @@ void run_bench_gs(const BenchGSOptions& opt) {
           functional::cayley(A_L);
         },
         2, 5, min_s);
-
-    auto fwdbwd = [&](auto&& op) {
-      torch::AutoGradMode grad(true);
-      auto xg = x.detach().requires_grad_(true);
-      auto Rg = R.detach().requires_grad_(true), Lg = L.detach().requires_grad_(true);
-      // Gradients reset each time, as training's zero_grad(set_to_none) and every activation
-      // have them: accumulating into an existing .grad would add a pass over x that is not the op's.
-      return median_ms(
-          [&] {
-            for (auto* t : {&xg, &Rg, &Lg}) t->mutable_grad().reset();
-            op(xg, Rg, Lg).backward(gy);
-          },
-          2, 5, min_s);
-    };
-    const double fused_fb = fwdbwd([&](auto& xg, auto& Rg, auto& Lg) {
-      return functional::gs_apply(chain, xg, {Rg, Lg});
-    });
-    const double ref_fb = fwdbwd([&](auto& xg, auto& Rg, auto& Lg) {
-      return functional::reference_butterfly_multiply(xg, Rg, Lg);
-    });
+    auto reference = [&](auto& xg, auto& Rg, auto& Lg) { return functional::reference_butterfly_multiply(xg, Rg, Lg); };
+    const double ref_fb = median_ms(fwdbwd_op(reference), 2, 5, min_s);
     const double flops = 4.0 * sh.rows * sh.n * sh.b;
     nlohmann::json j{{"rows", sh.rows},
                      {"n", sh.n},
                      {"block_size", sh.b},
+                     {"row_kernels", row},
                      {"fused_fwd_ms", fused_fwd},
                      {"fused_fwdbwd_ms", fused_fb},
+                     {"fused_fwd_cpu_ms", median(fwd_cpu)},
+                     {"fused_fwdbwd_cpu_ms", median(fb_cpu)},
                      {"reference_fwd_ms", ref_fwd},
                      {"reference_fwdbwd_ms", ref_fb},
                      {"copy_ms", copy},
@@ -109,6 +128,13 @@ void run_bench_gs(const BenchGSOptions& opt) {
                      {"gemm_gflops", gflops},
                      {"fused_fwd_gflops", flops / (fused_fwd * 1e6)},
                      {"threads", at::get_num_threads()}};
+    if (row) {
+      // The same product on the general tile kernels (set_row_kernels(false)), measured alternately.
+      j["tile_fwd_ms"] = median(tile_fwd_ms);
+      j["tile_fwdbwd_ms"] = median(tile_fb_ms);
+      j["tile_fwd_cpu_ms"] = median(tile_fwd_cpu);
+      j["tile_fwdbwd_cpu_ms"] = median(tile_fb_cpu);
+    }
     std::cout << j.dump() << std::endl;
   }
 }

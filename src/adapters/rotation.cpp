@@ -32,12 +32,76 @@ torch::autograd::variable_list scale_backward(torch::autograd::AutogradContext* 
   const int64_t n = g.size(-1);
   const auto g2 = g.reshape({-1, n});
   torch::autograd::variable_list out{ctx->needs_input_grad(0) ? g * saved[1] : torch::Tensor()};
-  out.push_back(ctx->needs_input_grad(1)
-                    ? functional::column_dots(g2, (bias ? saved[0] - saved[2] : saved[0]).reshape({-1, n})) / saved[1]
-                    : torch::Tensor());
-  if (bias) out.push_back(ctx->needs_input_grad(2) ? g2.sum(0) : torch::Tensor());
+  const bool need_b = bias && ctx->needs_input_grad(2);
+  torch::Tensor gs, gb;
+  if (ctx->needs_input_grad(1) || need_b)
+    gs = functional::column_dots(g2, saved[0].reshape({-1, n}), bias ? saved[2] : torch::Tensor(),
+                                 need_b ? &gb : nullptr) / saved[1];
+  out.push_back(ctx->needs_input_grad(1) ? gs : torch::Tensor());
+  if (bias) out.push_back(gb);
   return out;
 }
+
+// out = s * (h W^T) + b with the scale folded into W's rows, keeping {out, s, W (, b)} for the
+// backward: the forward makes no pass over the layer's rows besides the product's own, and the
+// backward forms the input gradient as g (s W) instead of (g s) W, and s's and b's gradients in
+// one pass over g and out (s's input recovered as (out - b) / s). s W is recomputed in the backward
+// (a pass over W, not over the rows), so no copy of the weight is kept per layer. For a frozen W.
+torch::Tensor scaled_linear_forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h,
+                                    const torch::Tensor& w, const torch::Tensor& s, const torch::Tensor& b) {
+  const auto h2 = h.reshape({-1, h.size(-1)});
+  const auto ws = (w * s.unsqueeze(1)).t();
+  auto out = b.defined() ? torch::addmm(b, h2, ws) : torch::mm(h2, ws);
+  ctx->save_for_backward(b.defined() ? torch::autograd::variable_list{out, s, w, b}
+                                     : torch::autograd::variable_list{out, s, w});
+  ctx->saved_data["h_shape"] = h.sizes().vec();
+  auto shape = h.sizes().vec();
+  shape.back() = w.size(0);
+  return out.view(shape);
+}
+
+torch::autograd::variable_list scaled_linear_backward(torch::autograd::AutogradContext* ctx, const torch::Tensor& g) {
+  const auto saved = ctx->get_saved_variables();
+  const auto &out = saved[0], &s = saved[1], &w = saved[2];
+  const bool bias = saved.size() == 4;
+  const auto g2 = g.reshape({-1, out.size(1)});
+  torch::autograd::variable_list grads;
+  grads.push_back(ctx->needs_input_grad(0)
+                      ? torch::mm(g2, w * s.unsqueeze(1)).view(ctx->saved_data["h_shape"].toIntVector())
+                      : torch::Tensor());
+  grads.push_back(torch::Tensor());  // W is frozen
+  const bool need_b = bias && ctx->needs_input_grad(3);
+  torch::Tensor gs, gb;
+  if (ctx->needs_input_grad(2) || need_b)
+    gs = functional::column_dots(g2, out, bias ? saved[3] : torch::Tensor(), need_b ? &gb : nullptr) / s;
+  grads.push_back(ctx->needs_input_grad(2) ? gs : torch::Tensor());
+  if (bias) grads.push_back(gb);
+  return grads;
+}
+
+class ScaledLinearShift : public torch::autograd::Function<ScaledLinearShift> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h, const torch::Tensor& w,
+                               const torch::Tensor& s, const torch::Tensor& b) {
+    return scaled_linear_forward(ctx, h, w, s, b);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return scaled_linear_backward(ctx, grads[0]);
+  }
+};
+
+class ScaledLinear : public torch::autograd::Function<ScaledLinear> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h, const torch::Tensor& w,
+                               const torch::Tensor& s) {
+    return scaled_linear_forward(ctx, h, w, s, torch::Tensor());
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return scaled_linear_backward(ctx, grads[0]);
+  }
+};
 
 // out = s * y + b that keeps `out` for the backward instead of `y`: the op after an adapted layer
 // (attention's matmuls, GELU) usually keeps `out` anyway, so the scale costs no activation memory
@@ -78,9 +142,11 @@ class RotationAdapter : public LinearAdapter {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& weight,
                         const torch::Tensor& bias, bool /*training*/) const override {
     auto h = functional::gs_apply(in_chain_, x, in_blocks());
-    auto y = torch::nn::functional::linear(h, weight);
     const auto s = scale();
     const bool recover = s.defined() && s.requires_grad() && s.abs().min().item<double>() > kMinScaleForRecompute;
+    if (recover && !has_out_ && !weight.requires_grad() && s.scalar_type() == weight.scalar_type())
+      return bias.defined() ? ScaledLinearShift::apply(h, weight, s, bias) : ScaledLinear::apply(h, weight, s);
+    auto y = torch::nn::functional::linear(h, weight);
     if (has_out_) {
       // Rotation, scale and bias in one op that keeps only its output: Q_out's input is recovered
       // in the backward as Q_out^T ((out - b) / s), instead of being kept per layer.

@@ -5,6 +5,7 @@
 
 #include "gsoft/core/error.h"
 #include "kernels.h"
+#include "row_kernels.h"
 
 namespace gsoft::functional {
 namespace {
@@ -65,6 +66,18 @@ std::pair<torch::Tensor, std::vector<torch::Tensor>> kernel_backward(const GSCha
   return {gx, gbs};
 }
 
+// Whether a float product on this chain runs on the row kernels (row_kernels.h).
+bool row_path(const kernels::ChainPlan& plan, const torch::Tensor& x) {
+  return x.scalar_type() == torch::kFloat32 && plan.row_block != 0 && kernels::row_kernels_active();
+}
+
+template <typename T>
+std::vector<T*> data_ptrs(const std::vector<torch::Tensor>& ts) {
+  std::vector<T*> ptrs;
+  for (const auto& t : ts) ptrs.push_back(t.data_ptr<std::remove_const_t<T>>());
+  return ptrs;
+}
+
 std::vector<torch::Tensor> contiguous_blocks(torch::TensorList blocks) {
   std::vector<torch::Tensor> bs;
   for (const auto& b : blocks) bs.push_back(b.contiguous());
@@ -115,7 +128,17 @@ class GSApplyScaledFunction : public torch::autograd::Function<GSApplyScaledFunc
     const auto& chain = holder->chain;
     const auto x2 = x.reshape({-1, chain.in_features()}).contiguous();
     std::vector<torch::Tensor> bs = contiguous_blocks(blocks);
-    auto out = torch::addcmul(b, kernel_forward(chain, bs, x2), s);
+    const kernels::ChainPlan plan(chain);
+    torch::Tensor out;
+    if (row_path(plan, x2)) {
+      // s and b ride in the product's own pass.
+      out = torch::empty({x2.size(0), chain.out_features()}, x2.options());
+      const auto sc = s.contiguous(), bc = b.contiguous();
+      kernels::row_forward(plan, data_ptrs<const float>(bs).data(), x2.data_ptr<float>(), out.data_ptr<float>(),
+                           x2.size(0), sc.data_ptr<float>(), bc.data_ptr<float>());
+    } else {
+      out = torch::addcmul(b, kernel_forward(chain, bs, x2), s);
+    }
     bs.insert(bs.begin(), {out, s, b});
     ctx->save_for_backward(bs);
     ctx->saved_data["x_shape"] = x.sizes().vec();
@@ -134,6 +157,25 @@ class GSApplyScaledFunction : public torch::autograd::Function<GSApplyScaledFunc
     const auto& b = saved[2];
     const std::vector<torch::Tensor> bs(saved.begin() + 3, saved.end());
     const auto g = grad_outputs[0].reshape({-1, chain.out_features()}).contiguous();
+    const bool need_x = ctx->needs_input_grad(0);
+    const kernels::ChainPlan plan(chain);
+    if (row_path(plan, out)) {
+      // One pass from out and g: no temporaries the size of the layer besides gx.
+      const auto sc = s.contiguous(), bc = b.contiguous();
+      const torch::Tensor gx = need_x ? torch::empty_like(out) : torch::Tensor();
+      const torch::Tensor gs = ctx->needs_input_grad(1) ? torch::empty_like(sc) : torch::Tensor();
+      const torch::Tensor gb = ctx->needs_input_grad(2) ? torch::empty_like(bc) : torch::Tensor();
+      std::vector<torch::Tensor> gbs;
+      for (const auto& blk : bs) gbs.push_back(torch::empty_like(blk));
+      kernels::row_scaled_backward(plan, data_ptrs<const float>(bs).data(), out.data_ptr<float>(), sc.data_ptr<float>(),
+                                   bc.data_ptr<float>(), g.data_ptr<float>(), need_x ? gx.data_ptr<float>() : nullptr,
+                                   data_ptrs<float>(gbs).data(), gs.defined() ? gs.data_ptr<float>() : nullptr,
+                                   gb.defined() ? gb.data_ptr<float>() : nullptr, out.size(0));
+      variable_list grads{need_x ? gx.reshape(ctx->saved_data["x_shape"].toIntVector()) : torch::Tensor(), gs, gb};
+      for (auto& gblk : gbs) grads.push_back(gblk);
+      grads.push_back(torch::Tensor());  // holder
+      return grads;
+    }
     // Temporaries of the layer's size are what the peak of a backward is made of: y is formed in
     // place and released once x and s's gradient have it.
     auto y = torch::sub(out, b).div_(s).contiguous();
@@ -143,7 +185,6 @@ class GSApplyScaledFunction : public torch::autograd::Function<GSApplyScaledFunc
     for (auto it = bs.rbegin(); it != bs.rend(); ++it) tbs.push_back(it->transpose(1, 2).contiguous());
     const auto x2 = kernel_forward(chain.transposed(), tbs, y);
     y = torch::Tensor();
-    const bool need_x = ctx->needs_input_grad(0);
     auto [gx, gbs] = kernel_backward(chain, bs, x2, (g * s).contiguous(), need_x);
     variable_list grads;
     grads.push_back(need_x ? gx.reshape(ctx->saved_data["x_shape"].toIntVector()) : torch::Tensor());
@@ -157,23 +198,37 @@ class GSApplyScaledFunction : public torch::autograd::Function<GSApplyScaledFunc
 
 }  // namespace
 
-torch::Tensor column_dots(const torch::Tensor& a, const torch::Tensor& b) {
+torch::Tensor column_dots(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& shift,
+                          torch::Tensor* sums) {
   GSOFT_CHECK(a.dim() == 2 && a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type(),
               "column_dots: expected two (rows, n) tensors of one dtype, got ", format_shape(a.sizes()), " and ",
               format_shape(b.sizes()));
+  const int64_t rows = a.size(0), n = a.size(1);
+  GSOFT_CHECK(!shift.defined() || (shift.dim() == 1 && shift.size(0) == n && shift.scalar_type() == a.scalar_type()),
+              "column_dots: shift must have shape (", n, ") and dtype ", a.scalar_type(), ", got ",
+              shift.defined() ? format_shape(shift.sizes()) : std::string("undefined"));
   const auto ac = a.contiguous(), bc = b.contiguous();
-  const int64_t rows = ac.size(0), n = ac.size(1);
+  const auto sc = shift.defined() ? shift.contiguous() : torch::zeros({n}, ac.options());
   auto d = torch::zeros({n}, ac.options());
+  auto e = sums ? torch::zeros({n}, ac.options()) : torch::Tensor();
   AT_DISPATCH_FLOATING_TYPES(ac.scalar_type(), "column_dots", [&] {
     const scalar_t* pa = ac.data_ptr<scalar_t>();
     const scalar_t* pb = bc.data_ptr<scalar_t>();
+    const scalar_t* ps = sc.data_ptr<scalar_t>();
     scalar_t* pd = d.data_ptr<scalar_t>();
+    scalar_t* pe = sums ? e.data_ptr<scalar_t>() : nullptr;
     // Threads take column ranges; each sums its rows in order, so the result does not depend on them.
     at::parallel_for(0, n, 64, [&](int64_t j0, int64_t j1) {
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = j0; j < j1; ++j) pd[j] += pa[r * n + j] * pb[r * n + j];
+      for (int64_t r = 0; r < rows; ++r) {
+        const scalar_t* ar = pa + r * n;
+        const scalar_t* br = pb + r * n;
+        for (int64_t j = j0; j < j1; ++j) pd[j] += ar[j] * (br[j] - ps[j]);
+        if (pe)
+          for (int64_t j = j0; j < j1; ++j) pe[j] += ar[j];
+      }
     });
   });
+  if (sums) *sums = e;
   return d;
 }
 
@@ -245,5 +300,9 @@ torch::Tensor gs_dense(const GSChain& chain, const std::vector<torch::Tensor>& b
   auto eye = torch::eye(chain.in_features(), blocks[0].options());
   return gs_apply(chain, eye, blocks).t();
 }
+
+void set_row_kernels(bool enabled) { kernels::set_row_kernels_enabled(enabled); }
+
+bool row_kernels() { return kernels::row_kernels_active(); }
 
 }  // namespace gsoft::functional

@@ -1,21 +1,12 @@
 #include "kernels.h"
 
-#include <ATen/Parallel.h>
-
 #include <algorithm>
-#include <atomic>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <type_traits>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#define GSOFT_AVX512 1
-// GCC 12's AVX-512 headers trip -Wuninitialized on _mm512_undefined_ps inside unpack/shuffle.
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "kernel_util.h"
+#include "row_kernels.h"
 
 namespace gsoft::kernels {
 
@@ -25,37 +16,10 @@ ChainPlan::ChainPlan(const GSChain& chain)
       out_features(chain.out_features()) {
   for (const auto& p : chain.perms()) sigma.push_back(p.sigma().data());
   out_inverse = chain.perms().back().inverse().sigma();
+  row_block = official_row_block(chain);
 }
 
 namespace {
-
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-
-template <typename T>
-std::unique_ptr<T[], FreeDeleter> aligned_buffer(int64_t count) {
-  const size_t bytes = ((static_cast<size_t>(count) * sizeof(T) + 63) / 64) * 64;
-  void* p = std::aligned_alloc(64, std::max<size_t>(bytes, 64));
-  if (!p) throw std::bad_alloc();
-  return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
-}
-
-// Runs work(item, thread_state) for items [0, count) on libtorch's pool, handing out items one at
-// a time from a shared counter rather than as fixed shares: on a busy machine a thread that the
-// OS holds back delays only the item it is on while the others take the rest, where a fixed half
-// would leave the whole step waiting for it. make_state() builds each thread's scratch once.
-template <typename MakeState, typename Work>
-void for_each_item(int64_t count, MakeState make_state, Work work) {
-  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), count));
-  std::atomic<int64_t> next{0};
-  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
-    auto state = make_state();
-    for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < count;
-         i = next.fetch_add(1, std::memory_order_relaxed))
-      work(i, state);
-  });
-}
 
 #if GSOFT_AVX512
 // dst[j * ds + i] = rows[i][offset + j] for a 16 x 16 float block, in registers:
@@ -530,12 +494,7 @@ void backward_impl(const ChainPlan& plan, const T* const* blocks, const T* x, co
   const int64_t bd = max_block_dim(plan);
   int64_t block_numel = 0;
   for (const auto& f : plan.factors) block_numel += f.numel();
-  // Chunks of tiles, each with its own partial block gradients summed in chunk order afterwards:
-  // deterministic whichever thread takes which chunk. Several chunks per thread let idle threads
-  // take over from one the OS holds back; the partials' memory caps their number.
-  const int64_t threads = std::max(1, at::get_num_threads());
-  const int64_t cap = std::max<int64_t>(threads, (int64_t{16} << 20) / std::max<int64_t>(1, block_numel * sizeof(T)));
-  const int64_t nchunks = std::max<int64_t>(1, std::min({ntiles, 4 * threads, cap}));
+  const int64_t nchunks = backward_chunks(ntiles, block_numel * static_cast<int64_t>(sizeof(T)));
   std::vector<std::vector<T>> partial(static_cast<size_t>(nchunks * m));
   std::vector<std::vector<T>> bt;
   for (int64_t s = 0; s < m; ++s) bt.push_back(transpose_blocks(plan.factors[s], blocks[s]));
@@ -610,6 +569,9 @@ template <typename T>
 void chain_forward(const ChainPlan& plan, const T* const* blocks, const T* x, T* y,
                    int64_t rows) {
   if (rows <= 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (plan.row_block && row_kernels_active()) return row_forward(plan, blocks, x, y, rows);
+  }
   forward_impl<T, 64 / sizeof(T)>(plan, blocks, x, y, rows);
 }
 
@@ -620,6 +582,9 @@ void chain_backward(const ChainPlan& plan, const T* const* blocks, const T* x, c
     for (size_t s = 0; s < plan.factors.size(); ++s)
       if (grad_blocks[s]) std::fill(grad_blocks[s], grad_blocks[s] + plan.factors[s].numel(), T(0));
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (plan.row_block && row_kernels_active()) return row_backward(plan, blocks, x, gy, gx, grad_blocks, rows);
   }
   // Tiles of 16 float rows, as in the forward, so that the backward's tile buffers stay in L2.
   // Tiles of 64 rows halve the block gradients' lane reductions, but measured slower in process

@@ -18,6 +18,10 @@ struct ChainPlan {
   std::vector<int64_t> out_inverse;           // inverse of the last map: where each output row lands
   int64_t in_features = 0;
   int64_t out_features = 0;
+  // B when the chain is GSOFT's official two-factor chain, P_(k,n) L P_(B,n) R with square B x B
+  // blocks, B in {4, 8} and k = n / B a multiple of 16: the row-layout kernels
+  // (row_kernels.h) then apply to float. 0 otherwise.
+  int64_t row_block = 0;
 
   explicit ChainPlan(const GSChain& chain);
 };

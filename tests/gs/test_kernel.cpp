@@ -131,6 +131,71 @@ TEST(GSKernel, BackwardFloat32MatchesFloat64Reference) {
   }
 }
 
+// The row-layout kernels (the official chain with blocks of 4 or 8 and a multiple of 16 blocks;
+// blocks of 16 take the tile kernels, which the same comparisons then check) against float64 autograd of the unfused composition, and against the tile kernels, for
+// gs_apply and for gs_apply_scaled (whose backward recovers x from the output); ragged tiles
+// (rows not a multiple of 16) included.
+TEST(GSKernel, RowKernelsMatchFloat64AndTileKernels) {
+#if defined(__AVX512F__)
+  EXPECT_TRUE(functional::row_kernels());
+#endif
+  struct Shape {
+    int64_t n, b;
+  };
+  for (auto [n, b] : std::vector<Shape>{{64, 4}, {192, 4}, {128, 8}, {768, 8}, {256, 16}, {512, 16}}) {
+    const auto chain = gs_orthogonal_chain(n, n / b, Layout::Official);
+    for (int64_t rows : {1, 15, 17, 77, 300}) {
+      // Orthogonal blocks, as gs_apply_scaled requires; s away from zero with both signs.
+      std::vector<torch::Tensor> b64;
+      for (int f = 0; f < 2; ++f)
+        b64.push_back(functional::orthogonal_blocks(0.4 * torch::randn({n / b, b, b}, torch::kFloat64),
+                                                    Parametrization::Cayley));
+      const auto x64 = torch::randn({rows, n}, torch::kFloat64);
+      const auto s64 = (torch::rand({n}, torch::kFloat64) + 0.5) * (torch::randint(0, 2, {n}, torch::kFloat64) * 2 - 1);
+      const auto bias64 = torch::randn({n}, torch::kFloat64);
+      const auto g64 = torch::randn({rows, n}, torch::kFloat64);
+      // Gradients of <g, op(x)> for x, the blocks and (scaled) s and bias.
+      auto run = [&](torch::ScalarType dt, bool scaled, bool reference) {
+        auto x = x64.to(dt).requires_grad_(true);
+        std::vector<torch::Tensor> blocks;
+        for (const auto& blk : b64) blocks.push_back(blk.to(dt).requires_grad_(true));
+        auto s = s64.to(dt).requires_grad_(true);
+        auto bias = bias64.to(dt).requires_grad_(true);
+        std::vector<torch::Tensor> in{x};
+        in.insert(in.end(), blocks.begin(), blocks.end());
+        torch::Tensor y;
+        if (scaled) {
+          in.push_back(s);
+          in.push_back(bias);
+          y = reference ? torch::addcmul(bias, functional::gs_apply_unfused(chain, x, blocks), s)
+                        : functional::gs_apply_scaled(chain, x, blocks, s, bias);
+        } else {
+          y = reference ? functional::gs_apply_unfused(chain, x, blocks) : functional::gs_apply(chain, x, blocks);
+        }
+        auto grads = torch::autograd::grad({y}, in, {g64.to(dt)});
+        grads.insert(grads.begin(), y.detach());
+        return grads;
+      };
+      for (bool scaled : {false, true}) {
+        const auto ref = run(torch::kFloat64, scaled, true);
+        functional::set_row_kernels(true);
+        const auto row = run(torch::kFloat32, scaled, false);
+        functional::set_row_kernels(false);
+        const auto tile = run(torch::kFloat32, scaled, false);
+        functional::set_row_kernels(true);
+        ASSERT_EQ(row.size(), ref.size());
+        for (size_t i = 0; i < ref.size(); ++i) {
+          const double tol = 2e-5 * std::max(1.0, ref[i].abs().max().item<double>());
+          EXPECT_LT(max_abs_diff(row[i], ref[i]), tol)
+              << "n=" << n << " b=" << b << " rows=" << rows << " scaled=" << scaled << " output/grad " << i;
+          EXPECT_LT(max_abs_diff(row[i], tile[i]), tol)
+              << "n=" << n << " b=" << b << " rows=" << rows << " scaled=" << scaled << " output/grad " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(GSKernel, BlockGradientsWithoutInputGradient) {
   auto chain = gs_orthogonal_chain(16, 4, Layout::Official);
   auto x = torch::randn({9, 16}, torch::kFloat64);  // no grad

@@ -42,10 +42,21 @@ torch::Tensor gs_dense(const GSChain& chain, const std::vector<torch::Tensor>& b
 torch::Tensor reference_butterfly_multiply(const torch::Tensor& x, const torch::Tensor& w1,
                                            const torch::Tensor& w2);
 
-// d[j] = sum over rows r of a[r][j] * b[r][j] for two (rows, n) tensors (CPU, float32/float64),
-// without the (rows, n) product that (a * b).sum(0) allocates: a scale's gradient in a backward
-// whose peak memory is made of such temporaries. Not differentiable.
-torch::Tensor column_dots(const torch::Tensor& a, const torch::Tensor& b);
+// d[j] = sum over rows r of a[r][j] * (b[r][j] - shift[j]) for two (rows, n) tensors (CPU,
+// float32/float64; shift of shape (n) or undefined for 0), without the (rows, n) temporaries that
+// ((b - shift) * a).sum(0) allocates: a scale's gradient from a layer's output, in a backward whose
+// peak memory is made of such temporaries. With `sums`, also *sums = a.sum(0) (a bias's gradient)
+// from the same pass. Not differentiable.
+torch::Tensor column_dots(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& shift = {},
+                          torch::Tensor* sums = nullptr);
+
+// Float chains in the authors' GSOFT layout (square blocks of 4 or 8, and a multiple of 16
+// blocks) run on row-layout kernels that need no transposes, on builds with AVX-512; every other
+// chain, and every chain after set_row_kernels(false), on the general tile kernels. The switch is
+// global, for benchmarks and tests that compare the two; both give the same values up to float
+// rounding. row_kernels() says whether the row kernels are in use (false without AVX-512).
+void set_row_kernels(bool enabled);
+bool row_kernels();
 
 // Block-diagonal matrix from (nblocks, rows, cols) blocks; differentiable.
 torch::Tensor block_diag(const torch::Tensor& blocks);
