@@ -130,7 +130,7 @@ class GSApplyScaledFunction : public torch::autograd::Function<GSApplyScaledFunc
     std::vector<torch::Tensor> bs = contiguous_blocks(blocks);
     const kernels::ChainPlan plan(chain);
     torch::Tensor out;
-    if (row_path(plan, x2)) {
+    if (row_path(plan, x2) && s.scalar_type() == x2.scalar_type() && b.scalar_type() == x2.scalar_type()) {
       // s and b ride in the product's own pass.
       out = torch::empty({x2.size(0), chain.out_features()}, x2.options());
       const auto sc = s.contiguous(), bc = b.contiguous();
@@ -159,7 +159,7 @@ class GSApplyScaledFunction : public torch::autograd::Function<GSApplyScaledFunc
     const auto g = grad_outputs[0].reshape({-1, chain.out_features()}).contiguous();
     const bool need_x = ctx->needs_input_grad(0);
     const kernels::ChainPlan plan(chain);
-    if (row_path(plan, out)) {
+    if (row_path(plan, out) && s.scalar_type() == out.scalar_type() && b.scalar_type() == out.scalar_type()) {
       // One pass from out and g: no temporaries the size of the layer besides gx.
       const auto sc = s.contiguous(), bc = b.contiguous();
       const torch::Tensor gx = need_x ? torch::empty_like(out) : torch::Tensor();

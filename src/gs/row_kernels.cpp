@@ -1,8 +1,8 @@
 #include "row_kernels.h"
 
 #include <atomic>
-#include <type_traits>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernel_util.h"
