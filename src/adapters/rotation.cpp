@@ -24,20 +24,26 @@ std::vector<torch::Tensor> cast(const std::vector<torch::Tensor>& blocks, const 
   return out;
 }
 
+// s's and b's gradients for out = s * y + b from out: sum over rows of g * (out - b) / s and of g,
+// in one pass over g and out. Each is undefined unless asked for; b may be undefined (no bias).
+std::pair<torch::Tensor, torch::Tensor> scale_shift_grads(const torch::Tensor& g2, const torch::Tensor& out2,
+                                                          const torch::Tensor& s, const torch::Tensor& b, bool need_s,
+                                                          bool need_b) {
+  torch::Tensor gs, gb;
+  if (need_s || need_b) gs = functional::column_dots(g2, out2, b, need_b ? &gb : nullptr) / s;
+  return {need_s ? gs : torch::Tensor(), gb};
+}
+
 // Gradients of out = s * y (+ b) from the saved {out, s (, b)}: for y, for s (through the
 // recovered y = (out - b) / s) and, with a bias, for b.
 torch::autograd::variable_list scale_backward(torch::autograd::AutogradContext* ctx, const torch::Tensor& g) {
   const auto saved = ctx->get_saved_variables();
   const bool bias = saved.size() == 3;
   const int64_t n = g.size(-1);
-  const auto g2 = g.reshape({-1, n});
-  torch::autograd::variable_list out{ctx->needs_input_grad(0) ? g * saved[1] : torch::Tensor()};
-  const bool need_b = bias && ctx->needs_input_grad(2);
-  torch::Tensor gs, gb;
-  if (ctx->needs_input_grad(1) || need_b)
-    gs = functional::column_dots(g2, saved[0].reshape({-1, n}), bias ? saved[2] : torch::Tensor(),
-                                 need_b ? &gb : nullptr) / saved[1];
-  out.push_back(ctx->needs_input_grad(1) ? gs : torch::Tensor());
+  auto [gs, gb] = scale_shift_grads(g.reshape({-1, n}), saved[0].reshape({-1, n}), saved[1],
+                                    bias ? saved[2] : torch::Tensor(), ctx->needs_input_grad(1),
+                                    bias && ctx->needs_input_grad(2));
+  torch::autograd::variable_list out{ctx->needs_input_grad(0) ? g * saved[1] : torch::Tensor(), gs};
   if (bias) out.push_back(gb);
   return out;
 }
@@ -70,11 +76,9 @@ torch::autograd::variable_list scaled_linear_backward(torch::autograd::AutogradC
                       ? torch::mm(g2, w * s.unsqueeze(1)).view(ctx->saved_data["h_shape"].toIntVector())
                       : torch::Tensor());
   grads.push_back(torch::Tensor());  // W is frozen
-  const bool need_b = bias && ctx->needs_input_grad(3);
-  torch::Tensor gs, gb;
-  if (ctx->needs_input_grad(2) || need_b)
-    gs = functional::column_dots(g2, out, bias ? saved[3] : torch::Tensor(), need_b ? &gb : nullptr) / s;
-  grads.push_back(ctx->needs_input_grad(2) ? gs : torch::Tensor());
+  auto [gs, gb] = scale_shift_grads(g2, out, s, bias ? saved[3] : torch::Tensor(), ctx->needs_input_grad(2),
+                                    bias && ctx->needs_input_grad(3));
+  grads.push_back(gs);
   if (bias) grads.push_back(gb);
   return grads;
 }
