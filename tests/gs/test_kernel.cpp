@@ -196,6 +196,26 @@ TEST(GSKernel, RowKernelsMatchFloat64AndTileKernels) {
   }
 }
 
+// column_dots against the composed reductions: plain, with a shift, and with the column sums from
+// the same pass; a shift of the wrong length names both lengths.
+TEST(GSKernel, ColumnDotsWithShiftAndSums) {
+  for (auto dt : {torch::kFloat64, torch::kFloat32}) {
+    const auto a = torch::randn({37, 70}, dt), b = torch::randn({37, 70}, dt), shift = torch::randn({70}, dt);
+    const double tol = dt == torch::kFloat64 ? 1e-12 : 1e-4;
+    EXPECT_LT(max_abs_diff(functional::column_dots(a, b), (a * b).sum(0)), tol);
+    torch::Tensor sums;
+    EXPECT_LT(max_abs_diff(functional::column_dots(a, b, shift, &sums), (a * (b - shift)).sum(0)), tol);
+    EXPECT_LT(max_abs_diff(sums, a.sum(0)), tol);
+  }
+  try {
+    functional::column_dots(torch::randn({3, 5}), torch::randn({3, 5}), torch::randn({4}));
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("shift must have shape (5)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("got [4]"), std::string::npos) << e.what();
+  }
+}
+
 TEST(GSKernel, BlockGradientsWithoutInputGradient) {
   auto chain = gs_orthogonal_chain(16, 4, Layout::Official);
   auto x = torch::randn({9, 16}, torch::kFloat64);  // no grad
