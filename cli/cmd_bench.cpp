@@ -78,7 +78,7 @@ void run_bench_gs(const BenchGSOptions& opt) {
     auto fused = [&](auto& xg, auto& Rg, auto& Lg) { return functional::gs_apply(chain, xg, {Rg, Lg}); };
     // The row kernels (when this chain has them) and the tile kernels, alternating in rounds so that
     // a change in the machine's load hits both.
-    const bool row = functional::row_kernels() && sh.n % (16 * sh.b) == 0 && (sh.b == 4 || sh.b == 8);
+    const bool row = functional::row_kernels(chain);
     std::vector<double> fwd_ms, fwd_cpu, fb_ms, fb_cpu, tile_fwd_ms, tile_fwd_cpu, tile_fb_ms, tile_fb_cpu;
     auto fwd_fn = [&] { functional::gs_apply(chain, x, blocks); };
     auto fb_fn = fwdbwd_op(fused);

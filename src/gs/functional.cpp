@@ -305,4 +305,6 @@ void set_row_kernels(bool enabled) { kernels::set_row_kernels_enabled(enabled); 
 
 bool row_kernels() { return kernels::row_kernels_active(); }
 
+bool row_kernels(const GSChain& chain) { return row_kernels() && kernels::official_row_block(chain) != 0; }
+
 }  // namespace gsoft::functional

@@ -138,7 +138,10 @@ TEST(GSKernel, BackwardFloat32MatchesFloat64Reference) {
 TEST(GSKernel, RowKernelsMatchFloat64AndTileKernels) {
 #if defined(__AVX512F__)
   EXPECT_TRUE(functional::row_kernels());
+  EXPECT_TRUE(functional::row_kernels(gs_orthogonal_chain(768, 96, Layout::Official)));
 #endif
+  EXPECT_FALSE(functional::row_kernels(gs_orthogonal_chain(768, 96, Layout::Paper)));
+  EXPECT_FALSE(functional::row_kernels(gs_orthogonal_chain(1024, 64, Layout::Official)));  // blocks of 16
   struct Shape {
     int64_t n, b;
   };

@@ -54,9 +54,11 @@ torch::Tensor column_dots(const torch::Tensor& a, const torch::Tensor& b, const 
 // blocks) run on row-layout kernels that need no transposes, on builds with AVX-512; every other
 // chain, and every chain after set_row_kernels(false), on the general tile kernels. The switch is
 // global, for benchmarks and tests that compare the two; both give the same values up to float
-// rounding. row_kernels() says whether the row kernels are in use (false without AVX-512).
+// rounding. row_kernels() says whether the row kernels are in use (false without AVX-512), and
+// row_kernels(chain) whether float products on `chain` run on them.
 void set_row_kernels(bool enabled);
 bool row_kernels();
+bool row_kernels(const GSChain& chain);
 
 // Block-diagonal matrix from (nblocks, rows, cols) blocks; differentiable.
 torch::Tensor block_diag(const torch::Tensor& blocks);
