@@ -99,26 +99,33 @@ MethodRun parse_method_run(const std::string& spec) {
   return r;
 }
 
-// A cached run must be the run asked for. Its checkpoint records the learning rate it trained at,
-// so a folder left from a grid with other defaults is refused instead of reported under a new rate.
-void check_cached_rate(const fs::path& rdir, const MethodRun& m) {
+// A cached run must be the run asked for. Its checkpoint records the learning rate and seed it
+// trained with, so a folder left from a grid with other defaults is refused instead of reported
+// under a new rate or seed.
+void check_cached_run(const fs::path& rdir, const MethodRun& m, int64_t seed) {
   const fs::path checkpoint = rdir / "checkpoint.safetensors";
   if (!fs::exists(checkpoint)) return;
   const auto meta = io::read_safetensors_metadata(checkpoint.string());
   const auto it = meta.find("options");
   if (it == meta.end()) return;
   const json options = json::parse(it->second, nullptr, /*allow_exceptions=*/false);
-  if (!options.is_object() || !options.contains("lr") || !options["lr"].is_number()) return;
-  const double trained = options["lr"].get<double>(), asked = std::stod(m.lr);
-  if (std::abs(trained - asked) > 1e-6 * asked)
-    throw std::runtime_error("compare: " + rdir.string() + " holds a run trained at learning rate " + lr_text(trained) +
-                             ", but " + m.label + " asks for " + m.lr + "; move it to " +
-                             (rdir.parent_path() / (m.method + "-lr" + lr_text(trained))).string() + " or delete it");
+  if (!options.is_object()) return;
+  if (options.contains("lr") && options["lr"].is_number()) {
+    const double trained = options["lr"].get<double>(), asked = std::stod(m.lr);
+    if (std::abs(trained - asked) > 1e-6 * asked)
+      throw std::runtime_error("compare: " + rdir.string() + " holds a run trained at learning rate " + lr_text(trained) +
+                               ", but " + m.label + " asks for " + m.lr + "; move it to " +
+                               (rdir.parent_path() / (m.method + "-lr" + lr_text(trained))).string() + " or delete it");
+  }
+  if (options.contains("seed") && options["seed"].is_number_unsigned() && options["seed"].get<int64_t>() != seed)
+    throw std::runtime_error("compare: " + rdir.string() + " holds a run trained with seed " +
+                             std::to_string(options["seed"].get<int64_t>()) + ", but this folder is for seed " +
+                             std::to_string(seed) + "; move it or delete it");
 }
 
 struct DiffusionCompareCli {
   std::string model = "models/fashion-diffusion", out = "runs/diffusion-compare", data;
-  int64_t subjects = 10, n_base = 8, n_context = 4, eval_steps = 50, class_images = 100;
+  int64_t subjects = 10, n_base = 8, n_context = 4, eval_steps = 50, class_images = 100, seeds = 1;
   double prior_loss_weight = 0.2;
   std::vector<std::string> methods{"gsoft", "double_gsoft", "lora", "boft", "full"};
   std::vector<int64_t> steps{100, 300};
@@ -139,7 +146,8 @@ struct Row {
   std::string label, lr = "–", method;  // method: empty for the base pipeline
   int64_t step = 0;
   double subject = 0, ncc = 0, prompt = 0, seconds_per_step = 0, rss = 0;
-  int64_t params = -1, n = 0;
+  double subject_sd = 0, prompt_sd = 0;  // between the per-seed means, when there are several seeds
+  int64_t params = -1, n = 0, seeds = 1;
 };
 
 // Subject fidelity against prompt fidelity, one colour per method; a method run at several
@@ -234,41 +242,47 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
     });
     evals["base pipeline"].push_back(base["result"]);
     floors.push_back(base["other_items"]);
-    for (const auto& m : methods) {
-      const fs::path rdir = sdir / m.dir;
-      std::string save;
-      for (int64_t s : o.steps)
-        if (s != longest) save += (save.empty() ? " --save-steps " : ",") + std::to_string(s);
-      check_cached_rate(rdir, m);
-      const json summary = cached(rdir / "result.json", [&] {
-        std::cerr << "compare: subject " << index << ": " << m.label << " for " << longest << " steps" << std::endl;
-        return run_self_json(threads + "diffusion dreambooth --model " + shell_quote(o.model) + subject + " --out " +
-                                 shell_quote(rdir.string()) + " " + m.flags() + " --max-steps " +
-                                 std::to_string(longest) + save + " --num-class-images " + std::to_string(o.class_images) +
-                                 " --prior-loss-weight " + json(o.prior_loss_weight).dump() +
-                                 " --class-images-dir " + shell_quote((out / "class_images" / std::to_string(k)).string()),
-                             (rdir / "train.log").string(), "compare: " + m.label + " on subject " + std::to_string(index));
-      });
-      for (int64_t s : o.steps) {
-        const std::string suffix = s == longest ? "" : "-step" + std::to_string(s);
-        const std::string target = m.method == "full" ? " --model " + shell_quote((rdir / ("pipeline" + suffix)).string()) +
-                                                     " --evaluator " + shell_quote(default_evaluator(o.model))
-                                               : " --model " + shell_quote(o.model) + " --adapter " +
-                                                     shell_quote((rdir / ("adapter" + suffix)).string());
-        const json e = cached(rdir / ("eval" + std::to_string(s) + ".json"), [&] {
-          return run_self_json(threads + "diffusion eval-subject" + target + subject + eval_flags,
-                               (rdir / ("eval" + std::to_string(s) + ".log")).string(),
-                               "compare: evaluation of " + m.label + " at step " + std::to_string(s));
+    for (const auto& m : methods)
+      for (int64_t seed = 0; seed < o.seeds; ++seed) {
+        // Seed 0 keeps the folder of a single-seed grid, so adding seeds reuses its runs.
+        const std::string seed_suffix = seed == 0 ? "" : "-seed" + std::to_string(seed);
+        const std::string run_name = m.label + (seed == 0 ? "" : " seed " + std::to_string(seed));
+        const fs::path rdir = sdir / (m.dir + seed_suffix);
+        std::string save;
+        for (int64_t s : o.steps)
+          if (s != longest) save += (save.empty() ? " --save-steps " : ",") + std::to_string(s);
+        check_cached_run(rdir, m, seed);
+        const json summary = cached(rdir / "result.json", [&] {
+          std::cerr << "compare: subject " << index << ": " << run_name << " for " << longest << " steps" << std::endl;
+          return run_self_json(threads + "diffusion dreambooth --model " + shell_quote(o.model) + subject + " --out " +
+                                   shell_quote(rdir.string()) + " " + m.flags() + " --max-steps " +
+                                   std::to_string(longest) + save + " --num-class-images " + std::to_string(o.class_images) +
+                                   " --prior-loss-weight " + json(o.prior_loss_weight).dump() +
+                                   (seed == 0 ? "" : " --seed " + std::to_string(seed)) +
+                                   " --class-images-dir " + shell_quote((out / "class_images" / std::to_string(k)).string()),
+                               (rdir / "train.log").string(), "compare: " + run_name + " on subject " + std::to_string(index));
         });
-        json row = e["result"];
-        row["seconds_per_step"] = summary["seconds_per_step"];
-        row["peak_rss_mb"] = summary["peak_rss_mb"];
-        row["trainable_params"] = summary["trainable_params"];
-        evals[m.label + " @" + std::to_string(s)].push_back(row);
-        std::cerr << "compare: subject " << index << ": " << m.label << " @" << s << ": subject fidelity "
-                  << row["subject_fidelity"] << ", prompt fidelity " << row["prompt_fidelity"] << std::endl;
+        for (int64_t s : o.steps) {
+          const std::string suffix = s == longest ? "" : "-step" + std::to_string(s);
+          const std::string target = m.method == "full" ? " --model " + shell_quote((rdir / ("pipeline" + suffix)).string()) +
+                                                       " --evaluator " + shell_quote(default_evaluator(o.model))
+                                                 : " --model " + shell_quote(o.model) + " --adapter " +
+                                                       shell_quote((rdir / ("adapter" + suffix)).string());
+          const json e = cached(rdir / ("eval" + std::to_string(s) + ".json"), [&] {
+            return run_self_json(threads + "diffusion eval-subject" + target + subject + eval_flags,
+                                 (rdir / ("eval" + std::to_string(s) + ".log")).string(),
+                                 "compare: evaluation of " + run_name + " at step " + std::to_string(s));
+          });
+          json row = e["result"];
+          row["seconds_per_step"] = summary["seconds_per_step"];
+          row["peak_rss_mb"] = summary["peak_rss_mb"];
+          row["trainable_params"] = summary["trainable_params"];
+          row["seed"] = seed;
+          evals[m.label + " @" + std::to_string(s)].push_back(row);
+          std::cerr << "compare: subject " << index << ": " << run_name << " @" << s << ": subject fidelity "
+                    << row["subject_fidelity"] << ", prompt fidelity " << row["prompt_fidelity"] << std::endl;
+        }
       }
-    }
   }
 
   // Means over subjects.
@@ -287,6 +301,27 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
         r.rss = std::max(r.rss, j["peak_rss_mb"].get<double>());
         r.params = j["trainable_params"].get<int64_t>();
       }
+    }
+    // Seeds: the spread of the per-seed means says how much of a difference between methods a
+    // second training run could undo.
+    std::map<int64_t, std::pair<double, double>> per_seed;  // seed -> (subject, prompt) sums
+    std::map<int64_t, int64_t> per_seed_n;
+    for (const auto& j : v)
+      if (j.contains("seed")) {
+        const int64_t seed = j["seed"].get<int64_t>();
+        per_seed[seed].first += j["subject_fidelity"].get<double>();
+        if (j.contains("prompt_fidelity")) per_seed[seed].second += j["prompt_fidelity"].get<double>();
+        ++per_seed_n[seed];
+      }
+    r.seeds = std::max<int64_t>(1, static_cast<int64_t>(per_seed.size()));
+    if (r.seeds > 1) {
+      double ss = 0, sp = 0;
+      for (const auto& [seed, sums] : per_seed) {
+        const double n = static_cast<double>(per_seed_n[seed]);
+        ss += std::pow(sums.first / n - r.subject, 2), sp += std::pow(sums.second / n - r.prompt, 2);
+      }
+      r.subject_sd = std::sqrt(ss / static_cast<double>(r.seeds - 1));
+      r.prompt_sd = std::sqrt(sp / static_cast<double>(r.seeds - 1));
     }
     // The median: a run that shared the machine with other work does not move it.
     if (!step_seconds.empty()) {
@@ -312,16 +347,22 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
      << "Instance NCC: best normalised cross-correlation of each image with a photo. Prompt fidelity: the share of "
      << 6 * o.n_context << " images for six contextual prompts with the class and every attribute right (CLIP-T analogue). "
      << o.eval_steps << " DDIM steps, guidance 5. Adapters on to_q, to_k, to_v, to_out.0, conv1 and conv2 (dreambooth's "
-     << "default); prior-loss weight " << o.prior_loss_weight << "; batch 4 photos + 4 class images.\n\n"
-     << "| Method @ steps | Learning rate | Trainable params | Subject fidelity | Instance NCC | Prompt fidelity | s / step (median) | Peak RSS (MB) |\n"
+     << "default); prior-loss weight " << o.prior_loss_weight << "; batch 4 photos + 4 class images."
+     << (o.seeds > 1 ? " Every run trained with " + std::to_string(o.seeds) + " seeds (0 to " + std::to_string(o.seeds - 1) +
+                           "); the means are over subjects and seeds, and ± is the standard deviation of the per-seed means."
+                     : std::string())
+     << "\n\n| Method @ steps | Learning rate | Trainable params | Subject fidelity | Instance NCC | Prompt fidelity | s / step (median) | Peak RSS (MB) |\n"
      << "|---|---|---|---|---|---|---|---|\n";
   char buf[320];
   for (const auto& r : rows) {
+    char subject[48], prompt[48];
+    std::snprintf(subject, sizeof subject, r.seeds > 1 ? "%.3f ± %.3f" : "%.3f", r.subject, r.subject_sd);
+    std::snprintf(prompt, sizeof prompt, r.seeds > 1 ? "%.1f%% ± %.1f" : "%.1f%%", 100 * r.prompt, 100 * r.prompt_sd);
     if (r.params < 0)
-      std::snprintf(buf, sizeof buf, "| %s | – | 0 | %.3f | %.3f | %.1f%% | – | – |\n", r.label.c_str(), r.subject, r.ncc, 100 * r.prompt);
+      std::snprintf(buf, sizeof buf, "| %s | – | 0 | %s | %.3f | %s | – | – |\n", r.label.c_str(), subject, r.ncc, prompt);
     else
-      std::snprintf(buf, sizeof buf, "| %s | %s | %lld | %.3f | %.3f | %.1f%% | %.3f | %.0f |\n", r.label.c_str(), r.lr.c_str(),
-                    static_cast<long long>(r.params), r.subject, r.ncc, 100 * r.prompt, r.seconds_per_step, r.rss);
+      std::snprintf(buf, sizeof buf, "| %s | %s | %lld | %s | %.3f | %s | %.3f | %.0f |\n", r.label.c_str(), r.lr.c_str(),
+                    static_cast<long long>(r.params), subject, r.ncc, prompt, r.seconds_per_step, r.rss);
     md << buf;
   }
   std::snprintf(buf, sizeof buf, "| other test items of the class (real photos) | – | – | %.3f | %.3f | – | – | – |\n", floor.subject,
@@ -375,6 +416,7 @@ void setup_diffusion_compare(CLI::App* diffusion, Runners& runners) {
       "every adapter, 1e-4 for full; METHOD@LR in --methods adds a run of METHOD at another rate (its own row, in\n"
       "OUT/subjectN/METHOD-lrLR), so a rate sweep is one command. A cached run at another rate than asked is refused.\n"
       "Example: gsoft diffusion compare --subjects 10 --steps 100 300 --out docs/diffusion/compare\n"
+      "         gsoft diffusion compare --methods gsoft,lora --seeds 2     (a second training seed)\n"
       "         gsoft diffusion compare --methods gsoft,gsoft@1e-3,lora,lora@1e-3   (two rates per method)");
   cmd->add_option("--model", o->model, "Pipeline directory")->capture_default_str()->check(CLI::ExistingDirectory);
   cmd->add_option("--out", o->out, "Output directory")->capture_default_str();
@@ -383,6 +425,12 @@ void setup_diffusion_compare(CLI::App* diffusion, Runners& runners) {
       ->check(CLI::Range(1, 10));
   cmd->add_option("--methods", o->methods, "Methods, each METHOD or METHOD@LR (gsoft, double_gsoft, oft, boft, lora, full)")->delimiter(',')->capture_default_str();
   cmd->add_option("--steps", o->steps, "Training lengths")->capture_default_str();
+  cmd->add_option("--seeds", o->seeds,
+                  "Training seeds per run (dreambooth's --seed 0, 1, ...). Seed 0 is the single-seed grid's run; seed S\n"
+                  "lives in OUT/subjectN/METHOD-seedS. The table then gives means over subjects and seeds, and the\n"
+                  "standard deviation of the per-seed means")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
   cmd->add_option("--n-base", o->n_base, "Base-prompt images per evaluation")->capture_default_str();
   cmd->add_option("--n", o->n_context, "Images per contextual prompt")->capture_default_str();
   cmd->add_option("--eval-steps", o->eval_steps, "DDIM steps of the evaluations")->capture_default_str();
