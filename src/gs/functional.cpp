@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "gsoft/core/error.h"
+#include "kernel_util.h"
 #include "kernels.h"
 #include "row_kernels.h"
 
@@ -209,25 +210,35 @@ torch::Tensor column_dots(const torch::Tensor& a, const torch::Tensor& b, const 
               shift.defined() ? format_shape(shift.sizes()) : std::string("undefined"));
   const auto ac = a.contiguous(), bc = b.contiguous();
   const auto sc = shift.defined() ? shift.contiguous() : torch::zeros({n}, ac.options());
-  auto d = torch::zeros({n}, ac.options());
-  auto e = sums ? torch::zeros({n}, ac.options()) : torch::Tensor();
+  // Threads take fixed chunks of whole rows, so both inputs stream sequentially, and each chunk
+  // keeps its own partial sums, added in chunk order: the result depends on the row count only,
+  // not on the threads or on which thread took which chunk.
+  const int64_t chunk_rows = std::max<int64_t>(256, (rows + 63) / 64);
+  const int64_t nchunks = std::max<int64_t>(1, (rows + chunk_rows - 1) / chunk_rows);
+  const int64_t width = sums ? 2 * n : n;
+  auto partials = torch::zeros({nchunks, width}, ac.options());
   AT_DISPATCH_FLOATING_TYPES(ac.scalar_type(), "column_dots", [&] {
     const scalar_t* pa = ac.data_ptr<scalar_t>();
     const scalar_t* pb = bc.data_ptr<scalar_t>();
     const scalar_t* ps = sc.data_ptr<scalar_t>();
-    scalar_t* pd = d.data_ptr<scalar_t>();
-    scalar_t* pe = sums ? e.data_ptr<scalar_t>() : nullptr;
-    // Threads take column ranges; each sums its rows in order, so the result does not depend on them.
-    at::parallel_for(0, n, 64, [&](int64_t j0, int64_t j1) {
-      for (int64_t r = 0; r < rows; ++r) {
-        const scalar_t* ar = pa + r * n;
-        const scalar_t* br = pb + r * n;
-        for (int64_t j = j0; j < j1; ++j) pd[j] += ar[j] * (br[j] - ps[j]);
+    scalar_t* pp = partials.data_ptr<scalar_t>();
+    kernels::for_each_item(nchunks, [] { return 0; }, [&](int64_t c, int) {
+      scalar_t* __restrict pd = pp + c * width;
+      scalar_t* __restrict pe = sums ? pd + n : nullptr;
+      for (int64_t r = c * chunk_rows, end = std::min(rows, r + chunk_rows); r < end; ++r) {
+        const scalar_t* __restrict ar = pa + r * n;
+        const scalar_t* __restrict br = pb + r * n;
+        for (int64_t j = 0; j < n; ++j) pd[j] += ar[j] * (br[j] - ps[j]);
         if (pe)
-          for (int64_t j = j0; j < j1; ++j) pe[j] += ar[j];
+          for (int64_t j = 0; j < n; ++j) pe[j] += ar[j];
       }
     });
+    for (int64_t c = 1; c < nchunks; ++c)
+      for (int64_t j = 0; j < width; ++j) pp[j] += pp[c * width + j];
   });
+  const auto total = partials[0];
+  auto d = total.slice(0, 0, n).contiguous();
+  auto e = sums ? total.slice(0, n, 2 * n).contiguous() : torch::Tensor();
   if (sums) *sums = e;
   return d;
 }
