@@ -3,14 +3,45 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <iostream>
+#include <unistd.h>
+#include <vector>
 
 #include "commands.h"
 #include "distributed.h"
 #include "json_config.h"
 #include "gsoft/core/runtime.h"
 #include "gsoft/version.h"
+
+// How long an idle OpenMP thread spins before it sleeps. libgomp's default (300,000 spins, about
+// a millisecond) makes a waiting thread burn the time slice that a preempted sibling needs when
+// another process shares the cores: with one busy process on the 2-core machine, a GSOFT layer's
+// fwd+bwd slowed 2.4-2.5x against the frozen layer's 1.9-2.1x. With 10,000 spins it slowed
+// 1.9x, like the frozen layer, and quiet runs measured no slower (docs/benchmarks.md, session 12);
+// 1,000 spins made small layers slower. A value the user exported (or OMP_WAIT_POLICY) wins.
+//
+// libgomp reads the setting once, in its constructor. The executable's preinit_array runs before
+// any library's constructor, but libc's own constructor then resets the environment to the one
+// the process started with, so a setenv here would be lost: the process re-executes itself with
+// the variable added. The libraries are then loaded twice, but their constructors (libtorch's
+// operator registry) run once.
+// (getenv does not work yet at this point: libc's constructor sets the environment it reads.)
+extern "C" void gsoft_default_thread_wait(int, char** argv, char** envp) {
+  if (!argv || !envp) return;
+  size_t n = 0;
+  for (; envp[n]; ++n)
+    if (std::strncmp(envp[n], "GOMP_SPINCOUNT=", 15) == 0 || std::strncmp(envp[n], "OMP_WAIT_POLICY=", 16) == 0) return;
+  std::vector<char*> env(envp, envp + n);
+  static char spincount[] = "GOMP_SPINCOUNT=10000";
+  env.push_back(spincount);
+  env.push_back(nullptr);
+  execve("/proc/self/exe", argv, env.data());  // returns only on failure: run with libgomp's default
+}
+__attribute__((section(".preinit_array"), used)) static void (*const gsoft_preinit)(int, char**, char**) =
+    &gsoft_default_thread_wait;
 
 namespace {
 

@@ -65,6 +65,10 @@ RuntimeInfo runtime_info() {
   info.simd_compiled = compiled_simd();
   info.threads = at::get_num_threads();
   info.hardware_threads = static_cast<int>(std::thread::hardware_concurrency());
+  for (const char* name : {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"})
+    if (const char* v = std::getenv(name))
+      info.thread_wait += (info.thread_wait.empty() ? "" : " ") + std::string(name) + "=" + v;
+  if (info.thread_wait.empty()) info.thread_wait = "libgomp's default";
   return info;
 }
 

@@ -12,6 +12,7 @@ struct RuntimeInfo {
   std::string simd_compiled;   // widest SIMD the kernels were compiled for
   int threads = 1;             // intra-op threads (at::get_num_threads)
   int hardware_threads = 1;    // std::thread::hardware_concurrency
+  std::string thread_wait;     // the OpenMP wait settings in the environment (GOMP_SPINCOUNT, OMP_WAIT_POLICY)
 };
 
 RuntimeInfo runtime_info();
