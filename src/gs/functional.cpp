@@ -197,6 +197,60 @@ class GSApplyScaledFunction : public torch::autograd::Function<GSApplyScaledFunc
   }
 };
 
+// out = s * (W (A x)) + b through the merged weight s * (W A); see gs_linear in functional.h.
+// The bias rides in a list (empty without one): an undefined tensor cannot be an autograd input.
+class GSLinearFunction : public torch::autograd::Function<GSLinearFunction> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor weight, torch::Tensor s,
+                               torch::TensorList bias, torch::TensorList blocks, c10::intrusive_ptr<ChainHolder> holder) {
+    const auto& chain = holder->chain;
+    const auto x2 = x.reshape({-1, chain.in_features()}).contiguous();
+    const std::vector<torch::Tensor> bs = contiguous_blocks(blocks);
+    // W A: A^T applied to W's rows, i.e. the transposed chain with transposed blocks in reverse.
+    std::vector<torch::Tensor> tbs;
+    for (auto it = bs.rbegin(); it != bs.rend(); ++it) tbs.push_back(it->transpose(1, 2).contiguous());
+    const auto merged = kernel_forward(chain.transposed(), tbs, weight.contiguous()) * s.unsqueeze(1);
+    auto out = bias.empty() ? torch::mm(x2, merged.t()) : torch::addmm(bias[0], x2, merged.t());
+    variable_list saved{x2, out, weight, s};
+    if (!bias.empty()) saved.push_back(bias[0]);
+    saved.insert(saved.end(), bs.begin(), bs.end());
+    ctx->save_for_backward(saved);
+    ctx->saved_data["bias"] = !bias.empty();
+    ctx->saved_data["x_shape"] = x.sizes().vec();
+    ctx->saved_data["chain"] = c10::IValue::make_capsule(holder);
+    auto shape = x.sizes().vec();
+    shape.back() = weight.size(0);
+    return out.view(shape);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto holder = c10::static_intrusive_pointer_cast<ChainHolder>(ctx->saved_data["chain"].toCapsule());
+    const auto& chain = holder->chain;
+    const bool has_bias = ctx->saved_data["bias"].toBool();
+    const auto saved = ctx->get_saved_variables();
+    const auto &x2 = saved[0], &out = saved[1], &w = saved[2], &s = saved[3];
+    const torch::Tensor b = has_bias ? saved[4] : torch::Tensor();
+    const std::vector<torch::Tensor> bs(saved.begin() + (has_bias ? 5 : 4), saved.end());
+    const auto g2 = grad_outputs[0].reshape({-1, out.size(1)}).contiguous();
+    // Gradient for A x, then one kernel pass over x for x's and the blocks' gradients.
+    const auto gh = torch::mm(g2, w * s.unsqueeze(1));
+    const bool need_x = ctx->needs_input_grad(0);
+    auto [gx, gbs] = kernel_backward(chain, bs, x2, gh, need_x);
+    const int64_t bias_index = 3, blocks_index = has_bias ? 4 : 3;
+    torch::Tensor gs, gb;
+    const bool need_b = has_bias && ctx->needs_input_grad(bias_index);
+    if (ctx->needs_input_grad(2) || need_b) gs = column_dots(g2, out, b, need_b ? &gb : nullptr) / s;
+    variable_list grads{need_x ? gx.reshape(ctx->saved_data["x_shape"].toIntVector()) : torch::Tensor(),
+                        torch::Tensor(),  // W is frozen
+                        ctx->needs_input_grad(2) ? gs : torch::Tensor()};
+    if (has_bias) grads.push_back(gb);
+    for (size_t i = 0; i < gbs.size(); ++i)
+      grads.push_back(ctx->needs_input_grad(blocks_index + static_cast<int64_t>(i)) ? gbs[i] : torch::Tensor());
+    grads.push_back(torch::Tensor());  // holder
+    return grads;
+  }
+};
+
 }  // namespace
 
 torch::Tensor column_dots(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& shift,
@@ -294,6 +348,25 @@ torch::Tensor gs_apply_scaled(const GSChain& chain, const torch::Tensor& x, cons
   if (!x.device().is_cpu()) return torch::addcmul(b, gs_apply_unfused(chain, x, blocks), s);
   auto holder = c10::make_intrusive<ChainHolder>(chain);
   return GSApplyScaledFunction::apply(x, s, b, torch::TensorList(blocks), holder);
+}
+
+torch::Tensor gs_linear(const GSChain& chain, const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
+                        const torch::Tensor& weight, const torch::Tensor& s, const torch::Tensor& bias) {
+  check_inputs(chain, x, blocks, "gs_linear");
+  GSOFT_CHECK(x.device().is_cpu() && (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64),
+              "gs_linear: expected float32 or float64 on CPU, got ", x.scalar_type(), " on ", x.device());
+  GSOFT_CHECK(weight.dim() == 2 && weight.size(1) == chain.out_features() && weight.scalar_type() == x.scalar_type(),
+              "gs_linear: weight must be (out, ", chain.out_features(), ") of dtype ", x.scalar_type(), ", got ",
+              format_shape(weight.sizes()), " ", weight.scalar_type());
+  const int64_t out = weight.size(0);
+  GSOFT_CHECK(s.dim() == 1 && s.size(0) == out && s.scalar_type() == x.scalar_type(), "gs_linear: s must be (", out,
+              ") of dtype ", x.scalar_type(), ", got ", format_shape(s.sizes()), " ", s.scalar_type());
+  GSOFT_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == out && bias.scalar_type() == x.scalar_type()),
+              "gs_linear: bias must be (", out, ") of dtype ", x.scalar_type(), " or undefined, got ",
+              format_shape(bias.sizes()), " ", bias.scalar_type());
+  auto holder = c10::make_intrusive<ChainHolder>(chain);
+  const std::vector<torch::Tensor> bias_list = bias.defined() ? std::vector<torch::Tensor>{bias} : std::vector<torch::Tensor>{};
+  return GSLinearFunction::apply(x, weight, s, torch::TensorList(bias_list), torch::TensorList(blocks), holder);
 }
 
 torch::Tensor gs_apply_transpose(const GSChain& chain, const torch::Tensor& x,

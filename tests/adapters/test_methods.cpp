@@ -186,8 +186,10 @@ TEST(OFTAdapter, MatchesPEFTFormulas) {
 // GSOFT's scale keeps the layer's output for the backward and recovers s's input from it (Double
 // GSOFT also Q_out's input, as Q_out^T of it); the gradients equal those of linear(x, W') with the
 // differentiable adapted weight (float64), with and without bias, with an |s| below the recovery
-// threshold and with the non-orthogonal free map (both the plain path).
+// threshold and with the non-orthogonal free map (both the plain path). 15 rows take single-sided
+// GSOFT's ScaledLinear path, 30 rows (at least twice W's 12) its merged-weight path (gs_linear).
 TEST(GSOFTAdapter, ScaleRecoveredFromTheOutputGivesTheSameGradients) {
+  for (int64_t batch : {5, 10})
   for (Method method : {Method::GSOFT, Method::DoubleGSOFT})
   for (Parametrization map : {Parametrization::Cayley, Parametrization::Free})
   for (bool with_bias : {true, false})
@@ -207,10 +209,10 @@ TEST(GSOFTAdapter, ScaleRecoveredFromTheOutputGivesTheSameGradients) {
         a->set_parameter(name, d);
         params.push_back(d);
       }
-      const auto x = torch::randn({5, 3, 16}, torch::kFloat64).requires_grad_(true);
+      const auto x = torch::randn({batch, 3, 16}, torch::kFloat64).requires_grad_(true);
       const auto W = torch::randn({12, 16}, torch::kFloat64);
       const auto b = with_bias ? (10 * torch::randn({12}, torch::kFloat64)).requires_grad_(true) : torch::Tensor();
-      const auto G = torch::randn({5, 3, 12}, torch::kFloat64);
+      const auto G = torch::randn({batch, 3, 12}, torch::kFloat64);
       std::vector<torch::Tensor> inputs{x};
       inputs.insert(inputs.end(), params.begin(), params.end());
       if (with_bias) inputs.push_back(b);
@@ -221,7 +223,7 @@ TEST(GSOFTAdapter, ScaleRecoveredFromTheOutputGivesTheSameGradients) {
       const auto gr = torch::autograd::grad({(ref * G).sum()}, inputs);
       for (size_t i = 0; i < g.size(); ++i)
         EXPECT_LT(rel_diff(g[i], gr[i]), 1e-9) << to_string(method) << " " << to_string(map) << " input " << i
-                                                << " bias " << with_bias << " tiny " << tiny;
+                                                << " bias " << with_bias << " tiny " << tiny << " rows " << 3 * batch;
     }
 }
 

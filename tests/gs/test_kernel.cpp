@@ -13,6 +13,8 @@ using namespace gsoft;
 using gsoft::test::max_abs_diff;
 using gsoft::test::random_blocks;
 using gsoft::test::random_permutation;
+using gsoft::test::error_of;
+using gsoft::test::expect_gradients_match_fd;
 
 namespace {
 
@@ -226,6 +228,53 @@ TEST(GSKernel, ColumnDotsWithShiftAndSums) {
     EXPECT_NE(std::string(e.what()).find("shift must have shape (5)"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("got [4]"), std::string::npos) << e.what();
   }
+}
+
+// gs_linear (out = s * (W (A x)) + b through the merged weight) against the composed ops, with and
+// without a bias: float64 central differences on a small case, and float32 on the official b=8
+// chain (the row kernels' backward) against float64. A weight of the wrong width names both widths.
+TEST(GSKernel, LinearThroughMergedWeightMatchesComposedOps) {
+  auto composed = [](const GSChain& chain, const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
+                     const torch::Tensor& w, const torch::Tensor& s, const torch::Tensor& b) {
+    auto y = torch::nn::functional::linear(functional::gs_apply_unfused(chain, x, blocks), w) * s;
+    return b.defined() ? y + b : y;
+  };
+  for (bool with_bias : {true, false}) {
+    const auto chain = gs_orthogonal_chain(8, 2, Layout::Official);
+    const auto w = torch::randn({5, 8}, torch::kFloat64);
+    auto f = [&](const std::vector<torch::Tensor>& in) {
+      const std::vector<torch::Tensor> blocks{in[1], in[2]};
+      const auto b = with_bias ? in[4] : torch::Tensor();
+      const auto G = torch::linspace(-1, 1, 6 * 5, torch::kFloat64).view({2, 3, 5});
+      return (functional::gs_linear(chain, in[0], blocks, w, in[3], b) * G).sum();
+    };
+    auto blocks = random_blocks(chain);
+    std::vector<torch::Tensor> inputs{torch::randn({2, 3, 8}, torch::kFloat64), blocks[0], blocks[1],
+                                      torch::rand({5}, torch::kFloat64) + 0.5, torch::randn({5}, torch::kFloat64)};
+    expect_gradients_match_fd(f, inputs);
+    const auto b = with_bias ? inputs[4] : torch::Tensor();
+    EXPECT_LT(max_abs_diff(functional::gs_linear(chain, inputs[0], blocks, w, inputs[3], b),
+                           composed(chain, inputs[0], blocks, w, inputs[3], b)),
+              1e-12);
+  }
+  const auto chain = gs_orthogonal_chain(256, 32, Layout::Official);
+  auto x = torch::randn({1000, 256}, torch::kFloat64).requires_grad_(true);
+  auto blocks = random_blocks(chain, torch::kFloat64, 0.3);
+  for (auto& bl : blocks) bl.requires_grad_(true);
+  auto s = (torch::rand({96}, torch::kFloat64) + 0.5).requires_grad_(true);
+  auto b = torch::randn({96}, torch::kFloat64).requires_grad_(true);
+  const auto w = torch::randn({96, 256}, torch::kFloat64) / 16;
+  const auto G = torch::randn({1000, 96}, torch::kFloat64);
+  const std::vector<torch::Tensor> in64{x, blocks[0], blocks[1], s, b};
+  const auto ref = torch::autograd::grad({(composed(chain, x, blocks, w, s, b) * G).sum()}, in64);
+  std::vector<torch::Tensor> in32;
+  for (const auto& t : in64) in32.push_back(t.detach().to(torch::kFloat32).requires_grad_(true));
+  const auto out32 = functional::gs_linear(chain, in32[0], {in32[1], in32[2]}, w.to(torch::kFloat32), in32[3], in32[4]);
+  const auto got = torch::autograd::grad({(out32 * G.to(torch::kFloat32)).sum()}, in32);
+  for (size_t i = 0; i < ref.size(); ++i)
+    EXPECT_LT(max_abs_diff(got[i], ref[i]) / ref[i].abs().max().item<double>(), 1e-4) << "input " << i;
+  EXPECT_HAS(error_of([&] { functional::gs_linear(chain, in32[0], {in32[1], in32[2]}, torch::randn({96, 128}), in32[3], in32[4]); }),
+             "weight must be (out, 256) of dtype Float, got [96, 128]");
 }
 
 TEST(GSKernel, BlockGradientsWithoutInputGradient) {

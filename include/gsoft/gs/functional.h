@@ -23,6 +23,16 @@ torch::Tensor gs_apply(const GSChain& chain, const torch::Tensor& x,
 torch::Tensor gs_apply_scaled(const GSChain& chain, const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
                               const torch::Tensor& s, const torch::Tensor& bias);
 
+// out = s * (W (A x)) + bias for every row x, with W a frozen (out, in) weight: single-sided GSOFT
+// with its scale. The forward multiplies x by the merged s * (W A) (the chain applied to W's rows
+// instead of the batch's: cheaper when there are more rows than W has), so it costs the frozen
+// layer's product plus a pass over W. The backward forms g (s W) as the frozen layer forms g W,
+// then the input's and the blocks' gradients in one kernel pass over x, and s's and bias's from
+// out ((out - bias) / s, so every |s| must be well away from 0; callers check). Keeps x and out.
+// W gets no gradient. CPU, float32/float64; bias may be undefined.
+torch::Tensor gs_linear(const GSChain& chain, const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
+                        const torch::Tensor& weight, const torch::Tensor& s, const torch::Tensor& bias);
+
 // y = A^T x for every row (y = x @ A).
 torch::Tensor gs_apply_transpose(const GSChain& chain, const torch::Tensor& x,
                                  const std::vector<torch::Tensor>& blocks);
