@@ -149,12 +149,18 @@ class RotationAdapter : public LinearAdapter {
     const bool recover = s.defined() && s.requires_grad() && s.abs().min().item<double>() > kMinScaleForRecompute;
     const bool fold = recover && !has_out_ && !weight.requires_grad() && s.scalar_type() == weight.scalar_type();
     const auto blocks = in_blocks();
-    // With at least twice as many rows as W has, applying the chain to W's rows (gs_linear) costs
-    // less than applying it to the batch's.
-    if (fold && x.device().is_cpu() && x.scalar_type() == weight.scalar_type() &&
-        blocks[0].scalar_type() == x.scalar_type() && x.numel() / x.size(-1) >= 2 * weight.size(0) &&
-        (!bias.defined() || bias.scalar_type() == x.scalar_type()))
-      return functional::gs_linear(in_chain_, x, blocks, weight, s, bias);
+    // With at least twice as many rows as the chains' passes over W cover, applying them to W
+    // (gs_linear) costs less than applying them to the batch.
+    const bool double_fold = recover && has_out_ && out_blocks_orthogonal() && !weight.requires_grad();
+    const int64_t rows = x.numel() / std::max<int64_t>(1, x.size(-1));
+    const int64_t merge_rows = 2 * (has_out_ ? std::max(weight.size(0), weight.size(1)) : weight.size(0));
+    if ((fold || double_fold) && rows >= merge_rows && x.device().is_cpu() && x.scalar_type() == weight.scalar_type() &&
+        s.scalar_type() == x.scalar_type() && blocks[0].scalar_type() == x.scalar_type() &&
+        (!bias.defined() || bias.scalar_type() == x.scalar_type())) {
+      if (!has_out_) return functional::gs_linear(in_chain_, x, blocks, weight, s, bias);
+      const auto ob = out_blocks();
+      if (ob[0].scalar_type() == x.scalar_type()) return functional::gs_linear(in_chain_, x, blocks, weight, s, bias, &out_chain_, ob);
+    }
     auto h = functional::gs_apply(in_chain_, x, blocks);
     if (fold) return bias.defined() ? ScaledLinearShift::apply(h, weight, s, bias) : ScaledLinear::apply(h, weight, s);
     auto y = torch::nn::functional::linear(h, weight);

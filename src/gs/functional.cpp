@@ -1,6 +1,8 @@
 #include "gsoft/gs/functional.h"
 
 #include <ATen/Parallel.h>
+#include <optional>
+#include <tuple>
 #include <torch/torch.h>
 
 #include "gsoft/core/error.h"
@@ -119,6 +121,45 @@ class GSApplyFunction : public torch::autograd::Function<GSApplyFunction> {
   }
 };
 
+// Gradients of out = s * (A x) + b (A orthogonal) from out and g = d out, recovering A x and x:
+// for x (when need_x), s, b (when asked) and every block.
+struct ScaledGrads {
+  torch::Tensor gx, gs, gb;
+  std::vector<torch::Tensor> gblocks;
+};
+
+ScaledGrads scaled_backward(const GSChain& chain, const std::vector<torch::Tensor>& bs, const torch::Tensor& out,
+                            const torch::Tensor& s, const torch::Tensor& b, const torch::Tensor& g, bool need_x,
+                            bool need_s, bool need_b) {
+  ScaledGrads r;
+  const kernels::ChainPlan plan(chain);
+  if (row_path(plan, out) && s.scalar_type() == out.scalar_type() && b.scalar_type() == out.scalar_type()) {
+    // One pass from out and g: no temporaries the size of the layer besides gx.
+    const auto sc = s.contiguous(), bc = b.contiguous();
+    if (need_x) r.gx = torch::empty_like(out);
+    if (need_s) r.gs = torch::empty_like(sc);
+    if (need_b) r.gb = torch::empty_like(bc);
+    for (const auto& blk : bs) r.gblocks.push_back(torch::empty_like(blk));
+    kernels::row_scaled_backward(plan, data_ptrs<const float>(bs).data(), out.data_ptr<float>(), sc.data_ptr<float>(),
+                                 bc.data_ptr<float>(), g.data_ptr<float>(), need_x ? r.gx.data_ptr<float>() : nullptr,
+                                 data_ptrs<float>(r.gblocks).data(), need_s ? r.gs.data_ptr<float>() : nullptr,
+                                 need_b ? r.gb.data_ptr<float>() : nullptr, out.size(0));
+    return r;
+  }
+  // Temporaries of the layer's size are what the peak of a backward is made of: y is formed in
+  // place and released once x and s's gradient have it.
+  auto y = torch::sub(out, b).div_(s).contiguous();
+  if (need_s) r.gs = column_dots(g, y);
+  // x = A^T y: the transposed chain with the blocks transposed, in reverse order.
+  std::vector<torch::Tensor> tbs;
+  for (auto it = bs.rbegin(); it != bs.rend(); ++it) tbs.push_back(it->transpose(1, 2).contiguous());
+  const auto x2 = kernel_forward(chain.transposed(), tbs, y);
+  y = torch::Tensor();
+  std::tie(r.gx, r.gblocks) = kernel_backward(chain, bs, x2, (g * s).contiguous(), need_x);
+  if (need_b) r.gb = g.sum(0);
+  return r;
+}
+
 // out = s * (A x) + b for an orthogonal A, keeping {out, s, b} and the blocks instead of x: the
 // backward recovers y = (out - b) / s and x = A^T y with one more pass of the kernel, so the rotation
 // costs no activation memory beyond the output, which the next op keeps anyway.
@@ -153,97 +194,88 @@ class GSApplyScaledFunction : public torch::autograd::Function<GSApplyScaledFunc
     auto holder = c10::static_intrusive_pointer_cast<ChainHolder>(ctx->saved_data["chain"].toCapsule());
     const auto& chain = holder->chain;
     const auto saved = ctx->get_saved_variables();
-    const auto& out = saved[0];
-    const auto& s = saved[1];
-    const auto& b = saved[2];
     const std::vector<torch::Tensor> bs(saved.begin() + 3, saved.end());
     const auto g = grad_outputs[0].reshape({-1, chain.out_features()}).contiguous();
-    const bool need_x = ctx->needs_input_grad(0);
-    const kernels::ChainPlan plan(chain);
-    if (row_path(plan, out) && s.scalar_type() == out.scalar_type() && b.scalar_type() == out.scalar_type()) {
-      // One pass from out and g: no temporaries the size of the layer besides gx.
-      const auto sc = s.contiguous(), bc = b.contiguous();
-      const torch::Tensor gx = need_x ? torch::empty_like(out) : torch::Tensor();
-      const torch::Tensor gs = ctx->needs_input_grad(1) ? torch::empty_like(sc) : torch::Tensor();
-      const torch::Tensor gb = ctx->needs_input_grad(2) ? torch::empty_like(bc) : torch::Tensor();
-      std::vector<torch::Tensor> gbs;
-      for (const auto& blk : bs) gbs.push_back(torch::empty_like(blk));
-      kernels::row_scaled_backward(plan, data_ptrs<const float>(bs).data(), out.data_ptr<float>(), sc.data_ptr<float>(),
-                                   bc.data_ptr<float>(), g.data_ptr<float>(), need_x ? gx.data_ptr<float>() : nullptr,
-                                   data_ptrs<float>(gbs).data(), gs.defined() ? gs.data_ptr<float>() : nullptr,
-                                   gb.defined() ? gb.data_ptr<float>() : nullptr, out.size(0));
-      variable_list grads{need_x ? gx.reshape(ctx->saved_data["x_shape"].toIntVector()) : torch::Tensor(), gs, gb};
-      for (auto& gblk : gbs) grads.push_back(gblk);
-      grads.push_back(torch::Tensor());  // holder
-      return grads;
-    }
-    // Temporaries of the layer's size are what the peak of a backward is made of: y is formed in
-    // place and released once x and s's gradient have it.
-    auto y = torch::sub(out, b).div_(s).contiguous();
-    const torch::Tensor gs = ctx->needs_input_grad(1) ? column_dots(g, y) : torch::Tensor();
-    // x = A^T y: the transposed chain with the blocks transposed, in reverse order.
-    std::vector<torch::Tensor> tbs;
-    for (auto it = bs.rbegin(); it != bs.rend(); ++it) tbs.push_back(it->transpose(1, 2).contiguous());
-    const auto x2 = kernel_forward(chain.transposed(), tbs, y);
-    y = torch::Tensor();
-    auto [gx, gbs] = kernel_backward(chain, bs, x2, (g * s).contiguous(), need_x);
-    variable_list grads;
-    grads.push_back(need_x ? gx.reshape(ctx->saved_data["x_shape"].toIntVector()) : torch::Tensor());
-    grads.push_back(gs);
-    grads.push_back(ctx->needs_input_grad(2) ? g.sum(0) : torch::Tensor());
-    for (auto& gb : gbs) grads.push_back(gb);
+    auto r = scaled_backward(chain, bs, saved[0], saved[1], saved[2], g, ctx->needs_input_grad(0),
+                             ctx->needs_input_grad(1), ctx->needs_input_grad(2));
+    variable_list grads{r.gx.defined() ? r.gx.reshape(ctx->saved_data["x_shape"].toIntVector()) : torch::Tensor(),
+                        r.gs, r.gb};
+    for (auto& gblk : r.gblocks) grads.push_back(gblk);
     grads.push_back(torch::Tensor());  // holder
     return grads;
   }
 };
 
-// out = s * (W (A x)) + b through the merged weight s * (W A); see gs_linear in functional.h.
-// The bias rides in a list (empty without one): an undefined tensor cannot be an autograd input.
+// The chains of gs_linear: A on the input side, and optionally an orthogonal A_out on the output side.
+struct LinearHolder : torch::CustomClassHolder {
+  LinearHolder(GSChain in_, std::optional<GSChain> out_) : in(std::move(in_)), out(std::move(out_)) {}
+  GSChain in;
+  std::optional<GSChain> out;
+};
+
+// out = s * (A_out W A x) + b through the merged weight (A_out omitted when there is none); see
+// gs_linear in functional.h. The bias rides in a list (empty without one): an undefined tensor
+// cannot be an autograd input.
 class GSLinearFunction : public torch::autograd::Function<GSLinearFunction> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor weight, torch::Tensor s,
-                               torch::TensorList bias, torch::TensorList blocks, c10::intrusive_ptr<ChainHolder> holder) {
-    const auto& chain = holder->chain;
+                               torch::TensorList bias, torch::TensorList blocks, torch::TensorList out_blocks,
+                               c10::intrusive_ptr<LinearHolder> holder) {
+    const auto& chain = holder->in;
     const auto x2 = x.reshape({-1, chain.in_features()}).contiguous();
-    const std::vector<torch::Tensor> bs = contiguous_blocks(blocks);
+    const std::vector<torch::Tensor> bs = contiguous_blocks(blocks), obs = contiguous_blocks(out_blocks);
     // W A: A^T applied to W's rows, i.e. the transposed chain with transposed blocks in reverse.
     std::vector<torch::Tensor> tbs;
     for (auto it = bs.rbegin(); it != bs.rend(); ++it) tbs.push_back(it->transpose(1, 2).contiguous());
-    const auto merged = kernel_forward(chain.transposed(), tbs, weight.contiguous()) * s.unsqueeze(1);
+    auto merged = kernel_forward(chain.transposed(), tbs, weight.contiguous());
+    if (holder->out) merged = kernel_forward(*holder->out, obs, merged.t().contiguous()).t();  // A_out (W A)
+    merged = merged * s.unsqueeze(1);
     auto out = bias.empty() ? torch::mm(x2, merged.t()) : torch::addmm(bias[0], x2, merged.t());
     variable_list saved{x2, out, weight, s};
     if (!bias.empty()) saved.push_back(bias[0]);
     saved.insert(saved.end(), bs.begin(), bs.end());
+    saved.insert(saved.end(), obs.begin(), obs.end());
     ctx->save_for_backward(saved);
     ctx->saved_data["bias"] = !bias.empty();
     ctx->saved_data["x_shape"] = x.sizes().vec();
-    ctx->saved_data["chain"] = c10::IValue::make_capsule(holder);
+    ctx->saved_data["chains"] = c10::IValue::make_capsule(holder);
     auto shape = x.sizes().vec();
     shape.back() = weight.size(0);
     return out.view(shape);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    auto holder = c10::static_intrusive_pointer_cast<ChainHolder>(ctx->saved_data["chain"].toCapsule());
-    const auto& chain = holder->chain;
+    auto holder = c10::static_intrusive_pointer_cast<LinearHolder>(ctx->saved_data["chains"].toCapsule());
     const bool has_bias = ctx->saved_data["bias"].toBool();
     const auto saved = ctx->get_saved_variables();
     const auto &x2 = saved[0], &out = saved[1], &w = saved[2], &s = saved[3];
     const torch::Tensor b = has_bias ? saved[4] : torch::Tensor();
-    const std::vector<torch::Tensor> bs(saved.begin() + (has_bias ? 5 : 4), saved.end());
+    const auto first_block = saved.begin() + (has_bias ? 5 : 4);
+    const size_t n_in = holder->in.num_factors();
+    const std::vector<torch::Tensor> bs(first_block, first_block + static_cast<int64_t>(n_in)), obs(first_block + static_cast<int64_t>(n_in), saved.end());
     const auto g2 = grad_outputs[0].reshape({-1, out.size(1)}).contiguous();
-    // Gradient for A x, then one kernel pass over x for x's and the blocks' gradients.
-    const auto gh = torch::mm(g2, w * s.unsqueeze(1));
-    const bool need_x = ctx->needs_input_grad(0);
-    auto [gx, gbs] = kernel_backward(chain, bs, x2, gh, need_x);
     const int64_t bias_index = 3, blocks_index = has_bias ? 4 : 3;
-    torch::Tensor gs, gb;
-    const bool need_b = has_bias && ctx->needs_input_grad(bias_index);
-    if (ctx->needs_input_grad(2) || need_b) gs = column_dots(g2, out, b, need_b ? &gb : nullptr) / s;
+    const bool need_s = ctx->needs_input_grad(2), need_b = has_bias && ctx->needs_input_grad(bias_index);
+    torch::Tensor gh, gs, gb;
+    std::vector<torch::Tensor> gobs;
+    if (holder->out) {
+      // A_out's side as gs_apply_scaled's backward, from out: the gradient for W A x, A_out's
+      // blocks, s and b. Then through W to A x.
+      auto r = scaled_backward(*holder->out, obs, out, s, has_bias ? b : torch::zeros_like(s), g2, true, need_s, need_b);
+      gh = torch::mm(r.gx, w);
+      gs = r.gs, gb = r.gb, gobs = std::move(r.gblocks);
+    } else {
+      gh = torch::mm(g2, w * s.unsqueeze(1));
+      if (need_s || need_b) gs = column_dots(g2, out, b, need_b ? &gb : nullptr) / s;
+    }
+    // One kernel pass over x for x's and A's blocks' gradients.
+    const bool need_x = ctx->needs_input_grad(0);
+    auto [gx, gbs] = kernel_backward(holder->in, bs, x2, gh, need_x);
     variable_list grads{need_x ? gx.reshape(ctx->saved_data["x_shape"].toIntVector()) : torch::Tensor(),
                         torch::Tensor(),  // W is frozen
-                        ctx->needs_input_grad(2) ? gs : torch::Tensor()};
-    if (has_bias) grads.push_back(gb);
+                        need_s ? gs : torch::Tensor()};
+    if (has_bias) grads.push_back(need_b ? gb : torch::Tensor());
+    gbs.insert(gbs.end(), gobs.begin(), gobs.end());
     for (size_t i = 0; i < gbs.size(); ++i)
       grads.push_back(ctx->needs_input_grad(blocks_index + static_cast<int64_t>(i)) ? gbs[i] : torch::Tensor());
     grads.push_back(torch::Tensor());  // holder
@@ -351,7 +383,8 @@ torch::Tensor gs_apply_scaled(const GSChain& chain, const torch::Tensor& x, cons
 }
 
 torch::Tensor gs_linear(const GSChain& chain, const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
-                        const torch::Tensor& weight, const torch::Tensor& s, const torch::Tensor& bias) {
+                        const torch::Tensor& weight, const torch::Tensor& s, const torch::Tensor& bias,
+                        const GSChain* out_chain, const std::vector<torch::Tensor>& out_blocks) {
   check_inputs(chain, x, blocks, "gs_linear");
   GSOFT_CHECK(x.device().is_cpu() && (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kFloat64),
               "gs_linear: expected float32 or float64 on CPU, got ", x.scalar_type(), " on ", x.device());
@@ -359,14 +392,26 @@ torch::Tensor gs_linear(const GSChain& chain, const torch::Tensor& x, const std:
               "gs_linear: weight must be (out, ", chain.out_features(), ") of dtype ", x.scalar_type(), ", got ",
               format_shape(weight.sizes()), " ", weight.scalar_type());
   const int64_t out = weight.size(0);
+  if (out_chain) {
+    GSOFT_CHECK(out_chain->in_features() == out && out_chain->out_features() == out,
+                "gs_linear: the output chain must be ", out, " x ", out, " (the weight's rows), got ",
+                out_chain->out_features(), " x ", out_chain->in_features());
+    out_chain->check_blocks(out_blocks, "gs_linear (output side)");
+    for (const auto& ob : out_blocks)
+      GSOFT_CHECK(ob.scalar_type() == x.scalar_type(), "gs_linear: output blocks have dtype ", ob.scalar_type(),
+                  " but x has dtype ", x.scalar_type());
+  } else {
+    GSOFT_CHECK(out_blocks.empty(), "gs_linear: ", out_blocks.size(), " output blocks given without an output chain");
+  }
   GSOFT_CHECK(s.dim() == 1 && s.size(0) == out && s.scalar_type() == x.scalar_type(), "gs_linear: s must be (", out,
               ") of dtype ", x.scalar_type(), ", got ", format_shape(s.sizes()), " ", s.scalar_type());
   GSOFT_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == out && bias.scalar_type() == x.scalar_type()),
               "gs_linear: bias must be (", out, ") of dtype ", x.scalar_type(), " or undefined, got ",
               format_shape(bias.sizes()), " ", bias.scalar_type());
-  auto holder = c10::make_intrusive<ChainHolder>(chain);
+  auto holder = c10::make_intrusive<LinearHolder>(chain, out_chain ? std::optional<GSChain>(*out_chain) : std::nullopt);
   const std::vector<torch::Tensor> bias_list = bias.defined() ? std::vector<torch::Tensor>{bias} : std::vector<torch::Tensor>{};
-  return GSLinearFunction::apply(x, weight, s, torch::TensorList(bias_list), torch::TensorList(blocks), holder);
+  return GSLinearFunction::apply(x, weight, s, torch::TensorList(bias_list), torch::TensorList(blocks),
+                                 torch::TensorList(out_blocks), holder);
 }
 
 torch::Tensor gs_apply_transpose(const GSChain& chain, const torch::Tensor& x,

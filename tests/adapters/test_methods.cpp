@@ -186,10 +186,11 @@ TEST(OFTAdapter, MatchesPEFTFormulas) {
 // GSOFT's scale keeps the layer's output for the backward and recovers s's input from it (Double
 // GSOFT also Q_out's input, as Q_out^T of it); the gradients equal those of linear(x, W') with the
 // differentiable adapted weight (float64), with and without bias, with an |s| below the recovery
-// threshold and with the non-orthogonal free map (both the plain path). 15 rows take single-sided
-// GSOFT's ScaledLinear path, 30 rows (at least twice W's 12) its merged-weight path (gs_linear).
+// threshold and with the non-orthogonal free map (both the plain path). 15 rows take the paths that
+// apply the chains to the batch, 33 rows (at least twice W's larger side, 16) the merged weight's
+// (gs_linear), for GSOFT and Double GSOFT.
 TEST(GSOFTAdapter, ScaleRecoveredFromTheOutputGivesTheSameGradients) {
-  for (int64_t batch : {5, 10})
+  for (int64_t batch : {5, 11})
   for (Method method : {Method::GSOFT, Method::DoubleGSOFT})
   for (Parametrization map : {Parametrization::Cayley, Parametrization::Free})
   for (bool with_bias : {true, false})

@@ -230,50 +230,77 @@ TEST(GSKernel, ColumnDotsWithShiftAndSums) {
   }
 }
 
-// gs_linear (out = s * (W (A x)) + b through the merged weight) against the composed ops, with and
-// without a bias: float64 central differences on a small case, and float32 on the official b=8
-// chain (the row kernels' backward) against float64. A weight of the wrong width names both widths.
+// gs_linear (out = s * (A_out W A x) + b through the merged weight, A_out optional) against the
+// composed ops, with and without a bias and an output chain: float64 central differences on small
+// cases (A_out's blocks through the Cayley map, as the backward recovers its input by A_out^T),
+// and float32 on the official b=8 chains (the row kernels' backwards) against float64. A weight
+// of the wrong width names both widths.
 TEST(GSKernel, LinearThroughMergedWeightMatchesComposedOps) {
   auto composed = [](const GSChain& chain, const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
-                     const torch::Tensor& w, const torch::Tensor& s, const torch::Tensor& b) {
-    auto y = torch::nn::functional::linear(functional::gs_apply_unfused(chain, x, blocks), w) * s;
+                     const torch::Tensor& w, const torch::Tensor& s, const torch::Tensor& b, const GSChain* oc,
+                     const std::vector<torch::Tensor>& ob) {
+    auto y = torch::nn::functional::linear(functional::gs_apply_unfused(chain, x, blocks), w);
+    if (oc) y = functional::gs_apply_unfused(*oc, y, ob);
+    y = y * s;
     return b.defined() ? y + b : y;
   };
-  for (bool with_bias : {true, false}) {
-    const auto chain = gs_orthogonal_chain(8, 2, Layout::Official);
-    const auto w = torch::randn({5, 8}, torch::kFloat64);
-    auto f = [&](const std::vector<torch::Tensor>& in) {
-      const std::vector<torch::Tensor> blocks{in[1], in[2]};
-      const auto b = with_bias ? in[4] : torch::Tensor();
-      const auto G = torch::linspace(-1, 1, 6 * 5, torch::kFloat64).view({2, 3, 5});
-      return (functional::gs_linear(chain, in[0], blocks, w, in[3], b) * G).sum();
+  const auto cayley = [](const torch::Tensor& raw) { return functional::orthogonal_blocks(raw, Parametrization::Cayley); };
+  for (bool two_sided : {false, true})
+    for (bool with_bias : {true, false}) {
+      const auto chain = gs_orthogonal_chain(8, 2, Layout::Official), out_chain = gs_orthogonal_chain(6, 2, Layout::Official);
+      const GSChain* oc = two_sided ? &out_chain : nullptr;
+      const auto w = torch::randn({6, 8}, torch::kFloat64);
+      const auto G = torch::linspace(-1, 1, 6 * 6, torch::kFloat64).view({2, 3, 6});
+      auto f = [&](const std::vector<torch::Tensor>& in) {
+        const std::vector<torch::Tensor> ob = two_sided ? std::vector<torch::Tensor>{cayley(in[5]), cayley(in[6])}
+                                                        : std::vector<torch::Tensor>{};
+        return (functional::gs_linear(chain, in[0], {in[1], in[2]}, w, in[3], with_bias ? in[4] : torch::Tensor(), oc, ob) *
+                G).sum();
+      };
+      auto blocks = random_blocks(chain);
+      auto raw_out = random_blocks(out_chain, torch::kFloat64, 0.5);
+      std::vector<torch::Tensor> inputs{torch::randn({2, 3, 8}, torch::kFloat64), blocks[0], blocks[1],
+                                        torch::rand({6}, torch::kFloat64) + 0.5, torch::randn({6}, torch::kFloat64),
+                                        raw_out[0], raw_out[1]};
+      expect_gradients_match_fd(f, inputs);
+      const std::vector<torch::Tensor> ob = two_sided ? std::vector<torch::Tensor>{cayley(raw_out[0]), cayley(raw_out[1])}
+                                                      : std::vector<torch::Tensor>{};
+      const auto b = with_bias ? inputs[4] : torch::Tensor();
+      EXPECT_LT(max_abs_diff(functional::gs_linear(chain, inputs[0], blocks, w, inputs[3], b, oc, ob),
+                             composed(chain, inputs[0], blocks, w, inputs[3], b, oc, ob)),
+                1e-12)
+          << "two-sided " << two_sided << " bias " << with_bias;
+    }
+  for (bool two_sided : {false, true}) {
+    const auto chain = gs_orthogonal_chain(256, 32, Layout::Official), out_chain = gs_orthogonal_chain(128, 16, Layout::Official);
+    const GSChain* oc = two_sided ? &out_chain : nullptr;
+    auto blocks = random_blocks(chain, torch::kFloat64, 0.3);
+    auto raw_out = random_blocks(out_chain, torch::kFloat64, 0.3);
+    std::vector<torch::Tensor> in64{torch::randn({1000, 256}, torch::kFloat64), blocks[0], blocks[1],
+                                    torch::rand({128}, torch::kFloat64) + 0.5, torch::randn({128}, torch::kFloat64),
+                                    raw_out[0], raw_out[1]};
+    for (auto& t : in64) t.requires_grad_(true);
+    const auto w = torch::randn({128, 256}, torch::kFloat64) / 16;
+    const auto G = torch::randn({1000, 128}, torch::kFloat64);
+    auto run = [&](const std::vector<torch::Tensor>& in, const torch::Tensor& wt, bool merged) {
+      const std::vector<torch::Tensor> ob = two_sided ? std::vector<torch::Tensor>{cayley(in[5]), cayley(in[6])}
+                                                      : std::vector<torch::Tensor>{};
+      const auto out = merged ? functional::gs_linear(chain, in[0], {in[1], in[2]}, wt, in[3], in[4], oc, ob)
+                              : composed(chain, in[0], {in[1], in[2]}, wt, in[3], in[4], oc, ob);
+      const std::vector<torch::Tensor> wrt(in.begin(), two_sided ? in.end() : in.begin() + 5);
+      return torch::autograd::grad({(out * G.to(wt.scalar_type())).sum()}, wrt);
     };
-    auto blocks = random_blocks(chain);
-    std::vector<torch::Tensor> inputs{torch::randn({2, 3, 8}, torch::kFloat64), blocks[0], blocks[1],
-                                      torch::rand({5}, torch::kFloat64) + 0.5, torch::randn({5}, torch::kFloat64)};
-    expect_gradients_match_fd(f, inputs);
-    const auto b = with_bias ? inputs[4] : torch::Tensor();
-    EXPECT_LT(max_abs_diff(functional::gs_linear(chain, inputs[0], blocks, w, inputs[3], b),
-                           composed(chain, inputs[0], blocks, w, inputs[3], b)),
-              1e-12);
+    const auto ref = run(in64, w, false);
+    std::vector<torch::Tensor> in32;
+    for (const auto& t : in64) in32.push_back(t.detach().to(torch::kFloat32).requires_grad_(true));
+    const auto got = run(in32, w.to(torch::kFloat32), true);
+    for (size_t i = 0; i < ref.size(); ++i)
+      EXPECT_LT(max_abs_diff(got[i], ref[i]) / ref[i].abs().max().item<double>(), 1e-4)
+          << "two-sided " << two_sided << " input " << i;
   }
   const auto chain = gs_orthogonal_chain(256, 32, Layout::Official);
-  auto x = torch::randn({1000, 256}, torch::kFloat64).requires_grad_(true);
-  auto blocks = random_blocks(chain, torch::kFloat64, 0.3);
-  for (auto& bl : blocks) bl.requires_grad_(true);
-  auto s = (torch::rand({96}, torch::kFloat64) + 0.5).requires_grad_(true);
-  auto b = torch::randn({96}, torch::kFloat64).requires_grad_(true);
-  const auto w = torch::randn({96, 256}, torch::kFloat64) / 16;
-  const auto G = torch::randn({1000, 96}, torch::kFloat64);
-  const std::vector<torch::Tensor> in64{x, blocks[0], blocks[1], s, b};
-  const auto ref = torch::autograd::grad({(composed(chain, x, blocks, w, s, b) * G).sum()}, in64);
-  std::vector<torch::Tensor> in32;
-  for (const auto& t : in64) in32.push_back(t.detach().to(torch::kFloat32).requires_grad_(true));
-  const auto out32 = functional::gs_linear(chain, in32[0], {in32[1], in32[2]}, w.to(torch::kFloat32), in32[3], in32[4]);
-  const auto got = torch::autograd::grad({(out32 * G.to(torch::kFloat32)).sum()}, in32);
-  for (size_t i = 0; i < ref.size(); ++i)
-    EXPECT_LT(max_abs_diff(got[i], ref[i]) / ref[i].abs().max().item<double>(), 1e-4) << "input " << i;
-  EXPECT_HAS(error_of([&] { functional::gs_linear(chain, in32[0], {in32[1], in32[2]}, torch::randn({96, 128}), in32[3], in32[4]); }),
+  const auto x = torch::randn({4, 256}), s = torch::ones({96});
+  EXPECT_HAS(error_of([&] { functional::gs_linear(chain, x, random_blocks(chain, torch::kFloat32), torch::randn({96, 128}), s, {}); }),
              "weight must be (out, 256) of dtype Float, got [96, 128]");
 }
 

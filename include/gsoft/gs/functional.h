@@ -24,14 +24,18 @@ torch::Tensor gs_apply_scaled(const GSChain& chain, const torch::Tensor& x, cons
                               const torch::Tensor& s, const torch::Tensor& bias);
 
 // out = s * (W (A x)) + bias for every row x, with W a frozen (out, in) weight: single-sided GSOFT
-// with its scale. The forward multiplies x by the merged s * (W A) (the chain applied to W's rows
-// instead of the batch's: cheaper when there are more rows than W has), so it costs the frozen
-// layer's product plus a pass over W. The backward forms g (s W) as the frozen layer forms g W,
-// then the input's and the blocks' gradients in one kernel pass over x, and s's and bias's from
-// out ((out - bias) / s, so every |s| must be well away from 0; callers check). Keeps x and out.
-// W gets no gradient. CPU, float32/float64; bias may be undefined.
+// with its scale. With out_chain, out = s * (A_out W A x) + bias: Double GSOFT, A_out orthogonal
+// (its blocks from an exact orthogonal map). The forward multiplies x by the merged weight (the
+// chains applied to W's rows and columns instead of the batch: cheaper when the batch has more
+// rows than W has), so it costs the frozen layer's product plus passes over W. The backward
+// forms the gradient for W A x (through s, or as gs_apply_scaled's backward for A_out, from out),
+// multiplies it by W as the frozen layer's backward does, then forms the input's and A's blocks'
+// gradients in one kernel pass over x. s's and bias's gradients come from out ((out - bias) / s,
+// so every |s| must be well away from 0; callers check). Keeps x and out. W gets no gradient.
+// CPU, float32/float64; bias may be undefined.
 torch::Tensor gs_linear(const GSChain& chain, const torch::Tensor& x, const std::vector<torch::Tensor>& blocks,
-                        const torch::Tensor& weight, const torch::Tensor& s, const torch::Tensor& bias);
+                        const torch::Tensor& weight, const torch::Tensor& s, const torch::Tensor& bias,
+                        const GSChain* out_chain = nullptr, const std::vector<torch::Tensor>& out_blocks = {});
 
 // y = A^T x for every row (y = x @ A).
 torch::Tensor gs_apply_transpose(const GSChain& chain, const torch::Tensor& x,
