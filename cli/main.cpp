@@ -24,11 +24,10 @@
 // 1,000 spins made small layers slower. A value the user exported (or OMP_WAIT_POLICY) wins.
 //
 // libgomp reads the setting once, in its constructor. The executable's preinit_array runs before
-// any library's constructor, but libc's own constructor then resets the environment to the one
-// the process started with, so a setenv here would be lost: the process re-executes itself with
-// the variable added. The libraries are then loaded twice, but their constructors (libtorch's
-// operator registry) run once.
-// (getenv does not work yet at this point: libc's constructor sets the environment it reads.)
+// any library's constructor, but there getenv does not work yet and a setenv would be lost: libc's
+// own constructor then sets the environment to the one the process started with. So the process
+// re-executes itself with the variable added (the environment is read from envp). The libraries
+// are then loaded twice (about 0.2 s), but their constructors (libtorch's operator registry) run once.
 extern "C" void gsoft_default_thread_wait(int, char** argv, char** envp) {
   if (!argv || !envp) return;
   size_t n = 0;
