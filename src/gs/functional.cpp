@@ -251,8 +251,8 @@ class GSLinearFunction : public torch::autograd::Function<GSLinearFunction> {
     const auto &x2 = saved[0], &out = saved[1], &w = saved[2], &s = saved[3];
     const torch::Tensor b = has_bias ? saved[4] : torch::Tensor();
     const auto first_block = saved.begin() + (has_bias ? 5 : 4);
-    const size_t n_in = holder->in.num_factors();
-    const std::vector<torch::Tensor> bs(first_block, first_block + static_cast<int64_t>(n_in)), obs(first_block + static_cast<int64_t>(n_in), saved.end());
+    const auto first_out_block = first_block + static_cast<int64_t>(holder->in.num_factors());
+    const std::vector<torch::Tensor> bs(first_block, first_out_block), obs(first_out_block, saved.end());
     const auto g2 = grad_outputs[0].reshape({-1, out.size(1)}).contiguous();
     const int64_t bias_index = 3, blocks_index = has_bias ? 4 : 3;
     const bool need_s = ctx->needs_input_grad(2), need_b = has_bias && ctx->needs_input_grad(bias_index);
