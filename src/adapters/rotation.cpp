@@ -149,6 +149,7 @@ class RotationAdapter : public LinearAdapter {
     const bool recover = s.defined() && s.requires_grad() && s.abs().min().item<double>() > kMinScaleForRecompute;
     const bool fold = recover && !has_out_ && !weight.requires_grad() && s.scalar_type() == weight.scalar_type();
     const auto blocks = in_blocks();
+    const auto ob = has_out_ ? out_blocks() : std::vector<torch::Tensor>{};
     // With at least twice as many rows as the chains' passes over W cover, applying them to W
     // (gs_linear) costs less than applying them to the batch.
     const bool double_fold = recover && has_out_ && out_blocks_orthogonal() && !weight.requires_grad();
@@ -158,8 +159,8 @@ class RotationAdapter : public LinearAdapter {
         s.scalar_type() == x.scalar_type() && blocks[0].scalar_type() == x.scalar_type() &&
         (!bias.defined() || bias.scalar_type() == x.scalar_type())) {
       if (!has_out_) return functional::gs_linear(in_chain_, x, blocks, weight, s, bias);
-      const auto ob = out_blocks();
-      if (ob[0].scalar_type() == x.scalar_type()) return functional::gs_linear(in_chain_, x, blocks, weight, s, bias, &out_chain_, ob);
+      if (ob[0].scalar_type() == x.scalar_type())
+        return functional::gs_linear(in_chain_, x, blocks, weight, s, bias, &out_chain_, ob);
     }
     auto h = functional::gs_apply(in_chain_, x, blocks);
     if (fold) return bias.defined() ? ScaledLinearShift::apply(h, weight, s, bias) : ScaledLinear::apply(h, weight, s);
@@ -167,8 +168,8 @@ class RotationAdapter : public LinearAdapter {
     if (has_out_) {
       // Rotation, scale and bias in one op that keeps only its output: Q_out's input is recovered
       // in the backward as Q_out^T ((out - b) / s), instead of being kept per layer.
-      if (recover && out_blocks_orthogonal()) return functional::gs_apply_scaled(out_chain_, y, out_blocks(), s, bias);
-      y = functional::gs_apply(out_chain_, y, out_blocks());
+      if (recover && out_blocks_orthogonal()) return functional::gs_apply_scaled(out_chain_, y, ob, s, bias);
+      y = functional::gs_apply(out_chain_, y, ob);
     }
     if (recover) return bias.defined() ? ScaleShift::apply(y, s, bias) : ScaleOnly::apply(y, s);
     if (s.defined() && bias.defined()) return torch::addcmul(bias, y, s);  // one pass for both
