@@ -1,6 +1,7 @@
 // gsoft bench <suite>: side-by-side timings printed as one JSON object per line.
 #include <torch/torch.h>
 
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -143,6 +144,7 @@ struct BenchAdaptersOptions {
   int64_t rows = 4096;
   int64_t features = 768;
   double min_seconds = 0.3;
+  int rounds = 3;
   bool merge = true;
   bool conv = true;
 };
@@ -202,28 +204,70 @@ void bench_merge(double min_seconds) {
   std::cout << j.dump() << std::endl;
 }
 
-// Times run(x) without autograd and run(x).backward(gy) with x requiring grad (as inside a
-// network: the backward computes dx and the adapter's gradients), and prints one JSON line.
-template <typename Run>
-void bench_layer(const std::string& layer, const std::string& label, int64_t params, Run&& run, const torch::Tensor& x,
-                 const torch::Tensor& gy, double min_seconds, nlohmann::json extra) {
-  const double fwd = median_ms(
-      [&] {
-        torch::NoGradGuard g;
-        run(x);
-      },
-      2, 5, min_seconds);
+// One adapted layer of a bench: its label, trainable parameters, and the layer's call.
+struct LayerCase {
+  std::string label;
+  int64_t params = 0;
+  std::function<torch::Tensor(const torch::Tensor&)> run;
+};
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+// Times every case's run(x) without autograd and run(x).backward(gy) with x requiring grad (as
+// inside a network: the backward computes dx and the adapter's gradients), then prints one JSON
+// line per case. The cases take turns in `rounds` rounds, the order rotating each round, so that
+// a change in the machine's load hits all of them; each ratio to cases[0] (the frozen layer) is
+// taken within a round, and the line gives the median and the largest of those ratios. The
+// per-round medians are printed too, so that any other pair can be compared round by round.
+void bench_layers(const std::string& layer, const std::vector<LayerCase>& cases, const torch::Tensor& x,
+                  const torch::Tensor& gy, double min_seconds, int rounds, const nlohmann::json& extra) {
+  const size_t n = cases.size();
+  std::vector<std::vector<double>> fwd(n), fb(n), fb_cpu(n);
+  std::vector<double> worst(n, 0.0);
+  std::vector<int64_t> reps(n, 0);
   auto xg = x.detach().requires_grad_(true);
-  const Timing fb = time_ms(
-      [&] {
-        xg.mutable_grad().reset();  // as in a network: the input's gradient is new each step
-        run(xg).backward(gy);
-      },
-      2, 5, min_seconds);
-  extra.update({{"layer", layer}, {"method", label}, {"trainable_params", params}, {"fwd_ms", fwd},
-                {"fwdbwd_ms", fb.median}, {"fwdbwd_worst_ms", fb.worst}, {"fwdbwd_cpu_ms", fb.cpu_median}, {"reps", fb.reps},
-                {"threads", at::get_num_threads()}});
-  std::cout << extra.dump() << std::endl;
+  for (int r = 0; r < rounds; ++r) {
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (k + static_cast<size_t>(r)) % n;
+      const auto& run = cases[i].run;
+      fwd[i].push_back(median_ms(
+          [&] {
+            torch::NoGradGuard g;
+            run(x);
+          },
+          r == 0 ? 2 : 1, 3, min_seconds / (2 * rounds)));
+      const Timing t = time_ms(
+          [&] {
+            xg.mutable_grad().reset();  // as in a network: the input's gradient is new each step
+            run(xg).backward(gy);
+          },
+          r == 0 ? 2 : 1, 3, min_seconds / rounds);
+      fb[i].push_back(t.median);
+      fb_cpu[i].push_back(t.cpu_median);
+      worst[i] = std::max(worst[i], t.worst);
+      reps[i] += t.reps;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<double> ratio, cpu_ratio;
+    for (int r = 0; r < rounds; ++r) {
+      ratio.push_back(fb[i][r] / fb[0][r]);
+      cpu_ratio.push_back(fb_cpu[i][r] / fb_cpu[0][r]);
+    }
+    nlohmann::json j = extra;
+    j.update({{"layer", layer}, {"method", cases[i].label}, {"trainable_params", cases[i].params},
+              {"fwd_ms", median_of(fwd[i])}, {"fwdbwd_ms", median_of(fb[i])}, {"fwdbwd_worst_ms", worst[i]},
+              {"fwdbwd_cpu_ms", median_of(fb_cpu[i])}, {"reps", reps[i]}, {"rounds", rounds},
+              {"fwdbwd_round_ms", fb[i]}, {"fwdbwd_round_cpu_ms", fb_cpu[i]},
+              {"fwdbwd_vs_" + cases[0].label, median_of(ratio)},
+              {"fwdbwd_vs_" + cases[0].label + "_max", *std::max_element(ratio.begin(), ratio.end())},
+              {"fwdbwd_cpu_vs_" + cases[0].label, median_of(cpu_ratio)},
+              {"threads", at::get_num_threads()}});
+    std::cout << j.dump() << std::endl;
+  }
 }
 
 // A 3 x 3 convolution of the DreamBooth UNet's middle stage (64 -> 64 channels on 16 x 16, batch
@@ -246,6 +290,7 @@ void bench_conv_adapters(const BenchAdaptersOptions& opt) {
                               {"oft_b16", bench_config(Method::OFT, 16)},
                               {"boft_b8_m4", bench_config(Method::BOFT, 8, 4)},
                               {"lora_r8", bench_config(Method::LoRA, 0, 1, 8)}};
+  std::vector<LayerCase> cases;
   for (const auto& row : rows) {
     AdaptableConv2d layer(options);
     layer->weight.set_requires_grad(false);
@@ -256,14 +301,17 @@ void bench_conv_adapters(const BenchAdaptersOptions& opt) {
       layer->attach(a);
       params = a->num_parameters();
     }
-    auto run = [&](const torch::Tensor& in) {
-      if (!row.patch_rows) return layer(in);
-      const auto patches = F::unfold(in, F::UnfoldFuncOptions({3, 3}).padding({1, 1}));
-      const auto y = layer->adapter()->forward(patches.transpose(1, 2), layer->weight.view({64, -1}), layer->bias, true);
-      return y.transpose(1, 2).reshape(gy.sizes());
-    };
-    bench_layer("conv3x3", row.label, params, run, x, gy, opt.min_seconds, {{"input", "8x64x16x16"}});
+    const bool patch_rows = row.patch_rows;
+    const auto out_sizes = gy.sizes().vec();
+    cases.push_back({row.label, params, [layer, patch_rows, out_sizes](const torch::Tensor& in) mutable {
+                       if (!patch_rows) return layer(in);
+                       const auto patches = F::unfold(in, F::UnfoldFuncOptions({3, 3}).padding({1, 1}));
+                       const auto y = layer->adapter()->forward(patches.transpose(1, 2), layer->weight.view({64, -1}),
+                                                                layer->bias, true);
+                       return y.transpose(1, 2).reshape(out_sizes);
+                     }});
   }
+  bench_layers("conv3x3", cases, x, gy, opt.min_seconds, opt.rounds, {{"input", "8x64x16x16"}});
 }
 
 void run_bench_adapters(const BenchAdaptersOptions& opt) {
@@ -282,6 +330,7 @@ void run_bench_adapters(const BenchAdaptersOptions& opt) {
                         {"lora_r8", bench_config(Method::LoRA, 0, 1, 8)}};
   auto x = torch::randn({opt.rows, n});
   auto gy = torch::randn({opt.rows, n});
+  std::vector<LayerCase> cases;
   for (const auto& row : rows) {
     AdaptableLinear layer(n, n);
     layer->weight.set_requires_grad(false);
@@ -292,9 +341,9 @@ void run_bench_adapters(const BenchAdaptersOptions& opt) {
       layer->attach(a);
       params = a->num_parameters();
     }
-    bench_layer("linear", row.label, params, [&](const torch::Tensor& in) { return layer(in); }, x, gy, opt.min_seconds,
-                {{"rows", opt.rows}, {"features", n}});
+    cases.push_back({row.label, params, [layer](const torch::Tensor& in) mutable { return layer(in); }});
   }
+  bench_layers("linear", cases, x, gy, opt.min_seconds, opt.rounds, {{"rows", opt.rows}, {"features", n}});
   if (opt.conv) bench_conv_adapters(opt);
   if (opt.merge) bench_merge(opt.min_seconds);
 }
@@ -325,7 +374,12 @@ void setup_bench(CLI::App& app, Runners& runners) {
   acmd->add_option("--rows", ad->rows, "Batch rows")->capture_default_str()->check(CLI::PositiveNumber);
   acmd->add_option("--features", ad->features, "in = out features (divisible by 16)")->capture_default_str()
       ->check(CLI::PositiveNumber);
-  acmd->add_option("--min-seconds", ad->min_seconds, "Minimum timed seconds per measurement")->capture_default_str()
+  acmd->add_option("--min-seconds", ad->min_seconds, "Minimum timed fwd+bwd seconds per method, over all rounds")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  acmd->add_option("--rounds", ad->rounds,
+                   "The methods take turns this many times (order rotating), each time for min-seconds / rounds;\n"
+                   "fwdbwd_vs_frozen is the median of the per-round ratios, _max the largest")
+      ->capture_default_str()
       ->check(CLI::PositiveNumber);
   acmd->add_flag("!--no-merge", ad->merge, "Skip the merge benchmark");
   acmd->add_flag("!--no-conv", ad->conv, "Skip the Conv2d benchmark");
