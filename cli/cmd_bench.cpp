@@ -95,11 +95,7 @@ void run_bench_gs(const BenchGSOptions& opt) {
       }
     }
     functional::set_row_kernels(true);
-    auto median = [](std::vector<double> v) {
-      std::sort(v.begin(), v.end());
-      return v.empty() ? 0.0 : v[v.size() / 2];
-    };
-    const double fused_fwd = median(fwd_ms), fused_fb = median(fb_ms);
+    const double fused_fwd = median_of(fwd_ms), fused_fb = median_of(fb_ms);
     const double ref_fwd =
         median_ms([&] { functional::reference_butterfly_multiply(x, R, L); }, 2, 5, min_s);
     const double copy = median_ms([&] { y.copy_(x); }, 2, 5, min_s);
@@ -119,8 +115,8 @@ void run_bench_gs(const BenchGSOptions& opt) {
                      {"row_kernels", row},
                      {"fused_fwd_ms", fused_fwd},
                      {"fused_fwdbwd_ms", fused_fb},
-                     {"fused_fwd_cpu_ms", median(fwd_cpu)},
-                     {"fused_fwdbwd_cpu_ms", median(fb_cpu)},
+                     {"fused_fwd_cpu_ms", median_of(fwd_cpu)},
+                     {"fused_fwdbwd_cpu_ms", median_of(fb_cpu)},
                      {"reference_fwd_ms", ref_fwd},
                      {"reference_fwdbwd_ms", ref_fb},
                      {"copy_ms", copy},
@@ -131,10 +127,10 @@ void run_bench_gs(const BenchGSOptions& opt) {
                      {"threads", at::get_num_threads()}};
     if (row) {
       // The same product on the general tile kernels (set_row_kernels(false)), measured alternately.
-      j["tile_fwd_ms"] = median(tile_fwd_ms);
-      j["tile_fwdbwd_ms"] = median(tile_fb_ms);
-      j["tile_fwd_cpu_ms"] = median(tile_fwd_cpu);
-      j["tile_fwdbwd_cpu_ms"] = median(tile_fb_cpu);
+      j["tile_fwd_ms"] = median_of(tile_fwd_ms);
+      j["tile_fwdbwd_ms"] = median_of(tile_fb_ms);
+      j["tile_fwd_cpu_ms"] = median_of(tile_fwd_cpu);
+      j["tile_fwdbwd_cpu_ms"] = median_of(tile_fb_cpu);
     }
     std::cout << j.dump() << std::endl;
   }
@@ -210,11 +206,6 @@ struct LayerCase {
   int64_t params = 0;
   std::function<torch::Tensor(const torch::Tensor&)> run;
 };
-
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 // Times every case's run(x) without autograd and run(x).backward(gy) with x requiring grad (as
 // inside a network: the backward computes dx and the adapter's gradients), then prints one JSON

@@ -4,6 +4,7 @@
 // resident memory is its own.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <iostream>
@@ -13,6 +14,7 @@
 #include "adapter_options.h"
 #include "commands.h"
 #include "polarity.h"
+#include "subprocess.h"
 #include "gsoft/adapters/inject.h"
 #include "gsoft/core/runtime.h"
 #include "gsoft/models/encoder.h"
@@ -24,7 +26,7 @@ namespace {
 
 struct BenchTrainOptions {
   std::vector<std::string> methods{"gsoft", "double_gsoft", "oft", "boft", "lora", "full"};
-  int64_t seq = 128, batch = 8, layers = 12, hidden = 768, steps = 3;
+  int64_t seq = 128, batch = 8, layers = 12, hidden = 768, steps = 3, rounds = 1;
   bool single = false;
 };
 
@@ -89,14 +91,48 @@ void run_bench_train(const BenchTrainOptions& o) {
   for (const auto& m : o.methods)  // reject a bad method before any run
     if (m != kFrozen) bench_config(m);
   if (o.single) return run_single(o);
-  for (const auto& m : o.methods) {
-    const std::string cmd = shell_quote(self_path()) + " --threads " + std::to_string(num_threads()) + " bench train --single" +
-                            " --methods " + m + " --seq " + std::to_string(o.seq) + " --batch " + std::to_string(o.batch) +
-                            " --layers " + std::to_string(o.layers) + " --hidden " + std::to_string(o.hidden) +
-                            " --steps " + std::to_string(o.steps);
-    std::cerr << "bench train: " << m << " ..." << std::endl;
-    const int rc = std::system(cmd.c_str());
-    if (rc != 0) throw std::runtime_error("bench train: the run for " + m + " failed (status " + std::to_string(rc) + ")");
+  // Rounds of one process per method, the order rotating, so that a change in the machine's load
+  // between processes hits every method; ratios are taken within a round.
+  const size_t n = o.methods.size();
+  std::vector<std::vector<nlohmann::json>> runs(n);
+  for (int64_t r = 0; r < o.rounds; ++r)
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (k + static_cast<size_t>(r)) % n;
+      const std::string& m = o.methods[i];
+      const std::string args = "--threads " + std::to_string(num_threads()) + " bench train --single" + " --methods " + m +
+                               " --seq " + std::to_string(o.seq) + " --batch " + std::to_string(o.batch) + " --layers " +
+                               std::to_string(o.layers) + " --hidden " + std::to_string(o.hidden) + " --steps " +
+                               std::to_string(o.steps);
+      std::cerr << "bench train: round " << r + 1 << " of " << o.rounds << ": " << m << " ..." << std::endl;
+      nlohmann::json j = run_self_json(args, "", "bench train: the run for " + m);
+      j["round"] = r;
+      std::cout << j.dump() << std::endl;
+      runs[i].push_back(std::move(j));
+    }
+  if (o.rounds < 2) return;
+  for (size_t i = 0; i < n; ++i) {
+    auto values = [&](size_t method, const char* key) {
+      std::vector<double> v;
+      for (const auto& j : runs[method]) v.push_back(j[key].get<double>());
+      return v;
+    };
+    double rss = 0;
+    for (const auto& j : runs[i]) rss = std::max(rss, j["peak_rss_mb"].get<double>());
+    nlohmann::json s{{"summary", "median over rounds"}, {"method", o.methods[i]}, {"rounds", o.rounds},
+                     {"tokens_per_second", median_of(values(i, "tokens_per_second"))},
+                     {"step_ms", median_of(values(i, "step_ms"))}, {"step_cpu_ms", median_of(values(i, "step_cpu_ms"))},
+                     {"peak_rss_mb", rss}, {"threads", num_threads()}};
+    for (const std::string& base : {std::string("lora"), kFrozen}) {
+      const auto it = std::find(o.methods.begin(), o.methods.end(), base);
+      if (it == o.methods.end() || o.methods[i] == base) continue;
+      const auto mine = values(i, "tokens_per_second"), theirs = values(static_cast<size_t>(it - o.methods.begin()), "tokens_per_second");
+      std::vector<double> ratio;
+      for (size_t r = 0; r < mine.size(); ++r) ratio.push_back(mine[r] / theirs[r]);
+      s["tokens_per_second_vs_" + base] = median_of(ratio);
+      s["tokens_per_second_vs_" + base + "_min"] = *std::min_element(ratio.begin(), ratio.end());
+      s["tokens_per_second_vs_" + base + "_max"] = *std::max_element(ratio.begin(), ratio.end());
+    }
+    std::cout << s.dump() << std::endl;
   }
 }
 
@@ -120,6 +156,11 @@ void setup_bench_train(CLI::App* bench, Runners& runners) {
   cmd->add_option("--hidden", o->hidden, "Hidden size (a multiple of 64)")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--steps", o->steps, "Timed steps per method (median reported, after one warm-up)")
       ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--rounds", o->rounds,
+                  "Run every method this many times, one process each, the order rotating; then print per method the\n"
+                  "median over rounds and its tokens/s ratio to lora and to frozen (when listed) taken within each round")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--single", o->single, "Run only the first method, in this process");
   runners.push_back({cmd, [o] { run_bench_train(*o); }});
 }

@@ -27,11 +27,13 @@ inline std::string self_path() {
   return std::string(buf.data(), static_cast<size_t>(n));
 }
 
-// Runs `gsoft <args>` (args already shell-quoted) with stderr to `log`, and returns the JSON object
-// of its last stdout line. Throws naming `what` and the log when it fails or prints none.
+// Runs `gsoft <args>` (args already shell-quoted) with stderr to `log` (or to this process's stderr
+// when log is empty), and returns the JSON object of its last stdout line. Throws naming `what` and
+// the log when it fails or prints none.
 inline nlohmann::json run_self_json(const std::string& args, const std::string& log, const std::string& what) {
-  std::filesystem::create_directories(std::filesystem::path(log).parent_path());
-  const std::string cmd = shell_quote(self_path()) + " " + args + " 2>" + shell_quote(log);
+  if (!log.empty()) std::filesystem::create_directories(std::filesystem::path(log).parent_path());
+  const std::string cmd = shell_quote(self_path()) + " " + args + (log.empty() ? "" : " 2>" + shell_quote(log));
+  const std::string see = log.empty() ? "its output above" : log;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) throw std::runtime_error(what + ": cannot start " + cmd);
   std::string text;
@@ -39,13 +41,13 @@ inline nlohmann::json run_self_json(const std::string& args, const std::string& 
   while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) text.append(buf.data(), n);
   const int rc = ::pclose(p);
   const size_t end = text.find_last_not_of('\n');
-  if (rc != 0 || end == std::string::npos) throw std::runtime_error(what + " failed (status " + std::to_string(rc) + "); see " + log);
+  if (rc != 0 || end == std::string::npos) throw std::runtime_error(what + " failed (status " + std::to_string(rc) + "); see " + see);
   const size_t nl = text.rfind('\n', end);
   const size_t begin = nl == std::string::npos ? 0 : nl + 1;
   try {
     return nlohmann::json::parse(text.substr(begin, end + 1 - begin));
   } catch (const nlohmann::json::exception&) {
-    throw std::runtime_error(what + ": its last line is not JSON; see " + log);
+    throw std::runtime_error(what + ": its last line is not JSON; see " + see);
   }
 }
 

@@ -44,6 +44,12 @@ Timing time_ms(F&& fn, int warmup = 2, int min_reps = 5, double min_seconds = 0.
   return {ms[ms.size() / 2], ms.back(), cpu[cpu.size() / 2], static_cast<int64_t>(ms.size())};
 }
 
+// The middle value (the upper of the two middle ones for an even count); 0 for none.
+inline double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
 template <typename F>
 double median_ms(F&& fn, int warmup = 2, int min_reps = 5, double min_seconds = 0.3) {
   return time_ms(fn, warmup, min_reps, min_seconds).median;
