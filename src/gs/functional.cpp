@@ -229,8 +229,19 @@ class GSLinearFunction : public torch::autograd::Function<GSLinearFunction> {
     for (auto it = bs.rbegin(); it != bs.rend(); ++it) tbs.push_back(it->transpose(1, 2).contiguous());
     auto merged = kernel_forward(chain.transposed(), tbs, weight.contiguous());
     if (holder->out) merged = kernel_forward(*holder->out, obs, merged.t().contiguous()).t();  // A_out (W A)
-    merged = merged * s.unsqueeze(1);
-    auto out = bias.empty() ? torch::mm(x2, merged.t()) : torch::addmm(bias[0], x2, merged.t());
+    // s on W's rows (a pass over W) or on the product's rows with the bias (a pass over the
+    // output), whichever is smaller; see scale_on_weight in src/adapters/rotation.cpp.
+    torch::Tensor out;
+    if (x2.size(0) >= weight.size(1)) {
+      merged = merged * s.unsqueeze(1);
+      out = bias.empty() ? torch::mm(x2, merged.t()) : torch::addmm(bias[0], x2, merged.t());
+    } else {
+      out = torch::mm(x2, merged.t());
+      if (bias.empty())
+        out.mul_(s);
+      else
+        at::addcmul_out(out, bias[0], out, s);
+    }
     variable_list saved{x2, out, weight, s};
     if (!bias.empty()) saved.push_back(bias[0]);
     saved.insert(saved.end(), bs.begin(), bs.end());
@@ -265,7 +276,7 @@ class GSLinearFunction : public torch::autograd::Function<GSLinearFunction> {
       gh = torch::mm(r.gx, w);
       gs = r.gs, gb = r.gb, gobs = std::move(r.gblocks);
     } else {
-      gh = torch::mm(g2, w * s.unsqueeze(1));
+      gh = g2.size(0) >= w.size(1) ? torch::mm(g2, w * s.unsqueeze(1)) : torch::mm(g2 * s, w);
       if (need_s || need_b) gs = column_dots(g2, out, b, need_b ? &gb : nullptr) / s;
     }
     // One kernel pass over x for x's and A's blocks' gradients.

@@ -190,7 +190,9 @@ TEST(OFTAdapter, MatchesPEFTFormulas) {
 // apply the chains to the batch, 33 rows (at least twice W's larger side, 16) the merged weight's
 // (gs_linear), for GSOFT and Double GSOFT.
 TEST(GSOFTAdapter, ScaleRecoveredFromTheOutputGivesTheSameGradients) {
-  for (int64_t batch : {5, 11})
+  // 15 rows: GSOFT's scale on the product's rows (fewer rows than W's 16 columns); 18: folded into
+  // W; 33: the merged weight (at least twice W's rows).
+  for (int64_t batch : {5, 6, 11})
   for (Method method : {Method::GSOFT, Method::DoubleGSOFT})
   for (Parametrization map : {Parametrization::Cayley, Parametrization::Free})
   for (bool with_bias : {true, false})

@@ -245,12 +245,14 @@ TEST(GSKernel, LinearThroughMergedWeightMatchesComposedOps) {
     return b.defined() ? y + b : y;
   };
   const auto cayley = [](const torch::Tensor& raw) { return functional::orthogonal_blocks(raw, Parametrization::Cayley); };
+  // 6 rows: s applied to the product's rows (fewer rows than W's 8 columns); 9 rows: folded into W.
+  for (int64_t batch : {2, 3})
   for (bool two_sided : {false, true})
     for (bool with_bias : {true, false}) {
       const auto chain = gs_orthogonal_chain(8, 2, Layout::Official), out_chain = gs_orthogonal_chain(6, 2, Layout::Official);
       const GSChain* oc = two_sided ? &out_chain : nullptr;
       const auto w = torch::randn({6, 8}, torch::kFloat64);
-      const auto G = torch::linspace(-1, 1, 6 * 6, torch::kFloat64).view({2, 3, 6});
+      const auto G = torch::linspace(-1, 1, batch * 3 * 6, torch::kFloat64).view({batch, 3, 6});
       auto f = [&](const std::vector<torch::Tensor>& in) {
         const std::vector<torch::Tensor> ob = two_sided ? std::vector<torch::Tensor>{cayley(in[5]), cayley(in[6])}
                                                         : std::vector<torch::Tensor>{};
@@ -259,7 +261,7 @@ TEST(GSKernel, LinearThroughMergedWeightMatchesComposedOps) {
       };
       auto blocks = random_blocks(chain);
       auto raw_out = random_blocks(out_chain, torch::kFloat64, 0.5);
-      std::vector<torch::Tensor> inputs{torch::randn({2, 3, 8}, torch::kFloat64), blocks[0], blocks[1],
+      std::vector<torch::Tensor> inputs{torch::randn({batch, 3, 8}, torch::kFloat64), blocks[0], blocks[1],
                                         torch::rand({6}, torch::kFloat64) + 0.5, torch::randn({6}, torch::kFloat64),
                                         raw_out[0], raw_out[1]};
       expect_gradients_match_fd(f, inputs);
@@ -269,7 +271,7 @@ TEST(GSKernel, LinearThroughMergedWeightMatchesComposedOps) {
       EXPECT_LT(max_abs_diff(functional::gs_linear(chain, inputs[0], blocks, w, inputs[3], b, oc, ob),
                              composed(chain, inputs[0], blocks, w, inputs[3], b, oc, ob)),
                 1e-12)
-          << "two-sided " << two_sided << " bias " << with_bias;
+          << "two-sided " << two_sided << " bias " << with_bias << " rows " << 3 * batch;
     }
   for (bool two_sided : {false, true}) {
     const auto chain = gs_orthogonal_chain(256, 32, Layout::Official), out_chain = gs_orthogonal_chain(128, 16, Layout::Official);
