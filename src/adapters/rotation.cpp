@@ -50,27 +50,12 @@ torch::autograd::variable_list scale_backward(torch::autograd::AutogradContext* 
 
 // out = s * (h W^T) + b for a frozen W, keeping {out, s, W (, b)} for the backward: s's and b's
 // gradients come from one pass over g and out (s's input recovered as (out - b) / s), so no
-// activation is kept besides the output. s rides on whichever side costs fewer bytes: folded into
-// W's rows (s W, a pass over W, formed again in the backward rather than kept) when the batch has
-// at least as many rows as W has columns, else on the product's rows, together with the bias in
-// the forward and as g s in the backward. (The GEMM writes, or zero-fills and reads, its output
-// either way, so the forward's bias copy is no saving.)
-bool scale_on_weight(int64_t rows, const torch::Tensor& w) { return rows >= w.size(1); }
-
+// activation is kept besides the output. s rides on W's rows or on the product's rows, whichever
+// is smaller (functional::scaled_mm); s W is formed again in the backward rather than kept.
 torch::Tensor scaled_linear_forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& h,
                                     const torch::Tensor& w, const torch::Tensor& s, const torch::Tensor& b) {
   const auto h2 = h.reshape({-1, h.size(-1)});
-  torch::Tensor out;
-  if (scale_on_weight(h2.size(0), w)) {
-    const auto ws = (w * s.unsqueeze(1)).t();
-    out = b.defined() ? torch::addmm(b, h2, ws) : torch::mm(h2, ws);
-  } else {
-    out = torch::mm(h2, w.t());
-    if (b.defined())
-      at::addcmul_out(out, b, out, s);  // in place, one pass
-    else
-      out.mul_(s);
-  }
+  const auto out = functional::scaled_mm(h2, w, s, b);
   ctx->save_for_backward(b.defined() ? torch::autograd::variable_list{out, s, w, b}
                                      : torch::autograd::variable_list{out, s, w});
   ctx->saved_data["h_shape"] = h.sizes().vec();
@@ -85,10 +70,9 @@ torch::autograd::variable_list scaled_linear_backward(torch::autograd::AutogradC
   const bool bias = saved.size() == 4;
   const auto g2 = g.reshape({-1, out.size(1)});
   torch::autograd::variable_list grads;
-  torch::Tensor gh;
-  if (ctx->needs_input_grad(0))
-    gh = scale_on_weight(g2.size(0), w) ? torch::mm(g2, w * s.unsqueeze(1)) : torch::mm(g2 * s, w);
-  grads.push_back(gh.defined() ? gh.view(ctx->saved_data["h_shape"].toIntVector()) : torch::Tensor());
+  grads.push_back(ctx->needs_input_grad(0)
+                      ? functional::scaled_mm_input_grad(g2, w, s).view(ctx->saved_data["h_shape"].toIntVector())
+                      : torch::Tensor());
   grads.push_back(torch::Tensor());  // W is frozen
   auto [gs, gb] = scale_shift_grads(g2, out, s, bias ? saved[3] : torch::Tensor(), ctx->needs_input_grad(2),
                                     bias && ctx->needs_input_grad(3));

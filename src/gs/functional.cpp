@@ -229,19 +229,7 @@ class GSLinearFunction : public torch::autograd::Function<GSLinearFunction> {
     for (auto it = bs.rbegin(); it != bs.rend(); ++it) tbs.push_back(it->transpose(1, 2).contiguous());
     auto merged = kernel_forward(chain.transposed(), tbs, weight.contiguous());
     if (holder->out) merged = kernel_forward(*holder->out, obs, merged.t().contiguous()).t();  // A_out (W A)
-    // s on W's rows (a pass over W) or on the product's rows with the bias (a pass over the
-    // output), whichever is smaller; see scale_on_weight in src/adapters/rotation.cpp.
-    torch::Tensor out;
-    if (x2.size(0) >= weight.size(1)) {
-      merged = merged * s.unsqueeze(1);
-      out = bias.empty() ? torch::mm(x2, merged.t()) : torch::addmm(bias[0], x2, merged.t());
-    } else {
-      out = torch::mm(x2, merged.t());
-      if (bias.empty())
-        out.mul_(s);
-      else
-        at::addcmul_out(out, bias[0], out, s);
-    }
+    const auto out = scaled_mm(x2, merged, s, bias.empty() ? torch::Tensor() : bias[0]);
     variable_list saved{x2, out, weight, s};
     if (!bias.empty()) saved.push_back(bias[0]);
     saved.insert(saved.end(), bs.begin(), bs.end());
@@ -276,7 +264,7 @@ class GSLinearFunction : public torch::autograd::Function<GSLinearFunction> {
       gh = torch::mm(r.gx, w);
       gs = r.gs, gb = r.gb, gobs = std::move(r.gblocks);
     } else {
-      gh = g2.size(0) >= w.size(1) ? torch::mm(g2, w * s.unsqueeze(1)) : torch::mm(g2 * s, w);
+      gh = scaled_mm_input_grad(g2, w, s);
       if (need_s || need_b) gs = column_dots(g2, out, b, need_b ? &gb : nullptr) / s;
     }
     // One kernel pass over x for x's and A's blocks' gradients.
@@ -295,6 +283,23 @@ class GSLinearFunction : public torch::autograd::Function<GSLinearFunction> {
 };
 
 }  // namespace
+
+namespace {
+bool scale_on_weight(const torch::Tensor& rows, const torch::Tensor& w) { return rows.size(0) >= w.size(1); }
+}  // namespace
+
+torch::Tensor scaled_mm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& s, const torch::Tensor& bias) {
+  if (scale_on_weight(x, w)) {
+    const auto ws = (w * s.unsqueeze(1)).t();
+    return bias.defined() ? torch::addmm(bias, x, ws) : torch::mm(x, ws);
+  }
+  auto out = torch::mm(x, w.t());
+  return bias.defined() ? at::addcmul_out(out, bias, out, s) : out.mul_(s);  // in place, one pass
+}
+
+torch::Tensor scaled_mm_input_grad(const torch::Tensor& g, const torch::Tensor& w, const torch::Tensor& s) {
+  return scale_on_weight(g, w) ? torch::mm(g, w * s.unsqueeze(1)) : torch::mm(g * s, w);
+}
 
 torch::Tensor column_dots(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& shift,
                           torch::Tensor* sums) {

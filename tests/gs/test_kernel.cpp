@@ -230,6 +230,22 @@ TEST(GSKernel, ColumnDotsWithShiftAndSums) {
   }
 }
 
+// scaled_mm puts s on W's rows or on the product's rows: both give s * (x W^T) + b and the input
+// gradient (g * s) W, with and without bias.
+TEST(GSKernel, ScaledMmMatchesItsFormulaOnBothSides) {
+  const auto w = torch::randn({5, 7}, torch::kFloat64), s = torch::rand({5}, torch::kFloat64) + 0.5;
+  const auto b = torch::randn({5}, torch::kFloat64);
+  for (int64_t rows : {3, 7, 12})  // fewer rows than W's 7 columns, as many, more
+    for (bool with_bias : {true, false}) {
+      const auto x = torch::randn({rows, 7}, torch::kFloat64), g = torch::randn({rows, 5}, torch::kFloat64);
+      auto expect = torch::mm(x, w.t()) * s;
+      if (with_bias) expect = expect + b;
+      EXPECT_LT(max_abs_diff(functional::scaled_mm(x, w, s, with_bias ? b : torch::Tensor()), expect), 1e-12)
+          << "rows " << rows << " bias " << with_bias;
+      EXPECT_LT(max_abs_diff(functional::scaled_mm_input_grad(g, w, s), torch::mm(g * s, w)), 1e-12) << "rows " << rows;
+    }
+}
+
 // gs_linear (out = s * (A_out W A x) + b through the merged weight, A_out optional) against the
 // composed ops, with and without a bias and an output chain: float64 central differences on small
 // cases (A_out's blocks through the Cayley map, as the backward recovers its input by A_out^T),

@@ -64,6 +64,16 @@ torch::Tensor reference_butterfly_multiply(const torch::Tensor& x, const torch::
 torch::Tensor column_dots(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& shift = {},
                           torch::Tensor* sums = nullptr);
 
+// s ⊙ (x wᵀ) + bias for 2-D x and w (bias undefined for none), with s applied on whichever side
+// moves fewer bytes: folded into w's rows (a pass over w) when x has at least as many rows as w
+// has columns, else on the product's rows, in the same pass as the bias (the GEMM writes, or
+// zero-fills and reads, its output either way). Not differentiable: for autograd functions whose
+// backward uses scaled_mm_input_grad.
+torch::Tensor scaled_mm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& s,
+                        const torch::Tensor& bias = {});
+// (g ⊙ s) w, the input gradient of scaled_mm for the output gradient g, with s on the same side.
+torch::Tensor scaled_mm_input_grad(const torch::Tensor& g, const torch::Tensor& w, const torch::Tensor& s);
+
 // Float chains in the authors' GSOFT layout (square blocks of 4 or 8, and a multiple of 16
 // blocks) run on row-layout kernels that need no transposes, on builds with AVX-512; every other
 // chain, and every chain after set_row_kernels(false), on the general tile kernels. The switch is
