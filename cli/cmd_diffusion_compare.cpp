@@ -100,6 +100,10 @@ MethodRun parse_method_run(const std::string& spec) {
   return r;
 }
 
+// The suffix of a run's folder for a training seed: seed 0 keeps the folder of a single-seed grid,
+// so adding seeds reuses its runs.
+std::string seed_suffix(int64_t seed) { return seed == 0 ? "" : "-seed" + std::to_string(seed); }
+
 // A cached run must be the run asked for. Its checkpoint records the learning rate and seed it
 // trained with, so a folder left from a grid with other defaults is refused instead of reported
 // under a new rate or seed.
@@ -116,8 +120,7 @@ void check_cached_run(const fs::path& rdir, const MethodRun& m, int64_t seed) {
     if (std::abs(trained - asked) > 1e-6 * asked)
       throw std::runtime_error("compare: " + rdir.string() + " holds a run trained at learning rate " + lr_text(trained) +
                                ", but " + m.label + " asks for " + m.lr + "; move it to " +
-                               (rdir.parent_path() / (m.method + "-lr" + lr_text(trained) + (seed == 0 ? "" : "-seed" + std::to_string(seed))))
-                                   .string() +
+                               (rdir.parent_path() / (m.method + "-lr" + lr_text(trained) + seed_suffix(seed))).string() +
                                " or delete it");
   }
   if (options.contains("seed") && options["seed"].is_number_unsigned() && options["seed"].get<int64_t>() != seed)
@@ -247,10 +250,8 @@ void run_diffusion_compare(const DiffusionCompareCli& o) {
     floors.push_back(base["other_items"]);
     for (const auto& m : methods)
       for (int64_t seed = 0; seed < o.seeds; ++seed) {
-        // Seed 0 keeps the folder of a single-seed grid, so adding seeds reuses its runs.
-        const std::string seed_suffix = seed == 0 ? "" : "-seed" + std::to_string(seed);
         const std::string run_name = m.label + (seed == 0 ? "" : " seed " + std::to_string(seed));
-        const fs::path rdir = sdir / (m.dir + seed_suffix);
+        const fs::path rdir = sdir / (m.dir + seed_suffix(seed));
         std::string save;
         for (int64_t s : o.steps)
           if (s != longest) save += (save.empty() ? " --save-steps " : ",") + std::to_string(s);
