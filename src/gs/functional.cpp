@@ -282,10 +282,10 @@ class GSLinearFunction : public torch::autograd::Function<GSLinearFunction> {
   }
 };
 
-}  // namespace
+// Whether scaled_mm folds s into w's rows (a pass over w) rather than the product's (a pass over
+// x's rows times w's rows): when x has at least as many rows as w has columns.
+bool scale_on_weight(const torch::Tensor& x, const torch::Tensor& w) { return x.size(0) >= w.size(1); }
 
-namespace {
-bool scale_on_weight(const torch::Tensor& rows, const torch::Tensor& w) { return rows.size(0) >= w.size(1); }
 }  // namespace
 
 torch::Tensor scaled_mm(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& s, const torch::Tensor& bias) {
